@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, idempotently and quietly when it is already there.
+#   .ci/deps.sh build   Debian packages for building + mbedTLS 3.6 (under build/deps on Debian 12)
+#   .ci/deps.sh test    the above + test peers (cmocka, python3-websockets, openssl, node modules)
+#   .ci/deps.sh bench   the above + nginx, haproxy
+# mbedTLS: Debian 13 ships 3.6 LTS as libmbedtls-dev; Debian 12 ships the end-of-life 2.28. On a
+# machine whose own package is older than 3.6 we fetch Debian 13's packages with a private apt
+# configuration (own sources list, own lists and cache directories; the system's apt sources are
+# untouched) and unpack them under build/deps/mbedtls, linking the static libraries.
+set -euo pipefail
+what=${1:-build}
+top=$(cd "$(dirname "$0")/.." && pwd)
+deps=$top/build/deps
+
+need_pkgs=(gcc make pkg-config libev-dev libwslay-dev)
+case $what in
+test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind) ;;
+bench) need_pkgs+=(libcmocka-dev nginx-light haproxy openssl) ;;
+esac
+
+missing=()
+for p in "${need_pkgs[@]}"; do
+    # nodejs may come from elsewhere than Debian: a working node + npm is enough.
+    if [ "$p" = nodejs ] && command -v node >/dev/null && command -v npm >/dev/null; then continue; fi
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" nodejs "* ]] && ! command -v npm >/dev/null; then
+        apt-get install -y -qq --no-install-recommends npm >/dev/null
+    fi
+fi
+
+# mbedTLS 3.6: the system package if it is new enough, else Debian 13's, unpacked privately.
+sysver=$(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null || true)
+if [ -n "$sysver" ] && dpkg --compare-versions "$sysver" ge 3.6; then
+    : # system package will do (Makefile checks the same way)
+elif [ ! -f "$deps/mbedtls/.ok" ]; then
+    echo "deps: fetching mbedTLS 3.6 (Debian 13 packages) into build/deps/mbedtls"
+    apt_dir=$deps/apt
+    rm -rf "$apt_dir" "$deps/mbedtls"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/dl" "$deps/mbedtls"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+        >"$apt_dir/sources.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+        -o "Dir::State::Status=/var/lib/dpkg/status" -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
+    apt-get "${apt_opts[@]}" update -qq >/dev/null
+    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" download -qq \
+        libmbedtls-dev libmbedtls21 libmbedcrypto16 libmbedx509-7 >/dev/null)
+    for f in "$apt_dir"/dl/*.deb; do dpkg-deb -x "$f" "$deps/mbedtls"; done
+    grep -q 'MBEDTLS_VERSION_STRING *"3\.6' "$deps/mbedtls/usr/include/mbedtls/build_info.h"
+    touch "$deps/mbedtls/.ok"
+fi
+
+if [ "$what" = test ]; then
+    for d in tests/e2e examples/chat; do
+        if [ -f "$top/$d/package.json" ] && [ ! -f "$top/$d/node_modules/.ok" ]; then
+            echo "deps: npm install in $d"
+            (cd "$top/$d" && npm install --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules/.ok)
+        fi
+    done
+fi

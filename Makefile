@@ -1,0 +1,100 @@
+# wsgate - plain GNU Makefile. One object tree per flavour: build/{release,asan}/.
+#   make            release build: build/release/wsgate, build/release/wsgate-certs
+#   make run        build, then start the chat example x4 behind wsgate on https://localhost:8443
+#   make test       install what is missing, then unit tests -> corpus replay -> end-to-end tests
+#   make asan       the same suite with ASan + UBSan
+# Each target installs missing Debian/npm packages itself (.ci/deps.sh).
+
+FLAVOUR ?= release
+B := build/$(FLAVOUR)
+DEPS := build/deps
+
+# mbedTLS 3.6: the system package when it is new enough (Debian 13), else Debian 13's
+# packages unpacked under build/deps/mbedtls by .ci/deps.sh (Debian 12).
+MBEDTLS_SYS := $(shell dpkg --compare-versions "$$(dpkg-query -W -f='$${Version}' libmbedtls-dev 2>/dev/null)" ge 3.6 2>/dev/null && echo yes)
+ifeq ($(MBEDTLS_SYS),yes)
+MBEDTLS_CFLAGS :=
+MBEDTLS_LIBS := -l:libmbedtls.a -l:libmbedx509.a -l:libmbedcrypto.a
+else
+MBEDTLS_DIR := $(DEPS)/mbedtls/usr
+MBEDTLS_CFLAGS := -isystem $(MBEDTLS_DIR)/include
+MBEDTLS_LIBS := $(MBEDTLS_DIR)/lib/x86_64-linux-gnu/libmbedtls.a $(MBEDTLS_DIR)/lib/x86_64-linux-gnu/libmbedx509.a \
+                $(MBEDTLS_DIR)/lib/x86_64-linux-gnu/libmbedcrypto.a
+endif
+DEPS_STAMP := $(DEPS)/.build-ok
+
+CC ?= gcc
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -I. $(MBEDTLS_CFLAGS) $(WARN) -MMD -MP -pthread
+ifeq ($(FLAVOUR),asan)
+OPT := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+OPT := -O2
+endif
+CFLAGS ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
+LDLIBS := $(MBEDTLS_LIBS) -lev -lwslay -lpthread -lm
+
+LIB_SRCS := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) $(wildcard tls/*.c) $(wildcard frames/*.c) \
+            $(wildcard policies/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+CERTS_SRCS := $(wildcard certs/*.c)
+UNIT_SRCS := $(wildcard tests/unit/*_test.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all run test unit e2e asan deps test-deps clean format format-check bench
+all: $(B)/wsgate $(if $(CERTS_SRCS),$(B)/wsgate-certs)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): .ci/deps.sh
+	@./.ci/deps.sh build
+	@mkdir -p $(DEPS) && touch $@
+
+test-deps: $(DEPS_STAMP)
+	@./.ci/deps.sh test
+
+$(B)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/libwsgate.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/wsgate: $(B)/gateway/main.o $(B)/libwsgate.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/wsgate-certs: $(CERTS_SRCS:%.c=$(B)/%.o) $(B)/libwsgate.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%_test: tests/unit/%_test.c $(B)/libwsgate.a | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(B)/libwsgate.a -lcmocka $(LDLIBS)
+
+run: all
+	@./examples/run.sh $(B)
+
+unit: test-deps $(UNIT_BINS)
+	@./tests/run-unit.sh $(UNIT_BINS)
+
+e2e: test-deps all
+	@WSGATE_BIN=$(B)/wsgate ./tests/e2e/run.sh
+
+test: test-deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@./tests/run-unit.sh $(UNIT_BINS)
+	@WSGATE_BIN=$(B)/wsgate WSGATE_CERTS_BIN=$(B)/wsgate-certs ./tests/e2e/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory FLAVOUR=asan test
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build/release build/asan
+
+-include $(shell find build/$(FLAVOUR) -name '*.d' 2>/dev/null)

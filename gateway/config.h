@@ -1,0 +1,87 @@
+/*
+ * config.h - the settings table and the parsed configuration.
+ *
+ * One table (config.c) drives everything: the embedded defaults, the file parser
+ * ("name value..." per line, '#' comments), the --NAME VALUE command-line overrides,
+ * `wsgate --help`, `wsgate -t` and the README reference. Errors name the file, line and key:
+ *   wsgate.conf:12: max_message: "12x" is not a size (e.g. 64k, 1m)
+ */
+#ifndef WSG_CONFIG_H
+#define WSG_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "gateway/err.h"
+
+#define WSG_CFG_MAX_LISTEN 16
+#define WSG_CFG_MAX_CERTS 32
+#define WSG_CFG_MAX_UPSTREAMS 64
+
+struct wsg_cfg_upstream {
+    char addr[128]; /* host:port */
+    unsigned weight;
+};
+
+struct wsg_cfg {
+    /* repeatable */
+    char listen[WSG_CFG_MAX_LISTEN][128];
+    unsigned nlisten;
+    char cert[WSG_CFG_MAX_CERTS][512];
+    unsigned ncert;
+    char key[WSG_CFG_MAX_CERTS][512];
+    unsigned nkey;
+    struct wsg_cfg_upstream upstream[WSG_CFG_MAX_UPSTREAMS];
+    unsigned nupstream;
+    /* scalars */
+    unsigned workers;          /* 0 = number of CPUs */
+    unsigned hash_prefix;      /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
+    unsigned max_fails;        /* passive health */
+    double fail_timeout;       /* seconds */
+    double handshake_timeout;  /* TLS handshake */
+    double header_timeout;     /* whole request head (slowloris) */
+    double keepalive_timeout;  /* idle client between requests */
+    double connect_timeout;    /* upstream connect */
+    double upstream_timeout;   /* waiting for upstream bytes during an HTTP exchange */
+    double ws_idle_timeout;    /* WebSocket with no frame either way */
+    double drain_timeout;      /* SIGTERM: exit at most this long after */
+    uint64_t max_frame;        /* WebSocket frame payload; 1009 above */
+    uint64_t max_message;      /* WebSocket message payload over fragments; 1009 above */
+    uint64_t max_body;         /* request body; 413 above; 0 = unlimited */
+    uint32_t buffer_size;      /* capacity of each of the 5 per-connection buffers */
+    uint32_t max_header_size;  /* request head; 431 above */
+    uint32_t max_uri;          /* request-target; 414 above */
+    unsigned max_headers;      /* header count; 431 above */
+    unsigned ticket_lifetime;  /* seconds, 0 = no session tickets */
+    char access_log[512];      /* "stderr", "off" or a path */
+    char log_level[16];        /* error warn notice info debug */
+};
+
+/* Fills every field with the table's defaults (listen/upstream/cert lists empty). */
+void wsg_cfg_defaults(struct wsg_cfg *c);
+/**
+ * Applies one setting. file/line say where it came from (file "--" line 0 for argv). For
+ * repeatable settings the first call from a new source replaces the defaults; later ones append.
+ * value is the rest of the line (e.g. "127.0.0.1:3001 weight=2").
+ * @return 0 or -1 with err ("FILE:LINE: NAME: reason"; "--NAME: reason" for argv).
+ */
+int wsg_cfg_set(struct wsg_cfg *c, const char *name, const char *value, const char *file, int line,
+                char err[WSG_ERRLEN]);
+/* Reads a whole file; the first error stops it. -1 with err also for unreadable files. */
+int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN]);
+/* Parses argv overrides (--NAME VALUE ...), ignoring -c FILE, -t, -h/--help which main handles.
+ * Settings given on the command line override the file even for repeatable ones. */
+int wsg_cfg_load_args(struct wsg_cfg *c, int argc, char **argv, char err[WSG_ERRLEN]);
+/* Cross-field checks after everything is loaded: cert/key pairs match in count, at least one
+ * upstream, at least one listen (defaults to 0.0.0.0:443 as root, 0.0.0.0:8443 otherwise). */
+int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN]);
+/* Prints the settings table (name, type, default, help) as `wsgate --help` shows it. */
+void wsg_cfg_help(FILE *out);
+/* Prints the table as a Markdown reference (README). */
+void wsg_cfg_markdown(FILE *out);
+
+/* Parsers shared with tests: "64k", "1m", "512" -> bytes; "10s", "500ms", "2m", "1h", "30" -> s. */
+int wsg_parse_size(const char *s, uint64_t *out);
+int wsg_parse_duration(const char *s, double *out);
+
+#endif

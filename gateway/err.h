@@ -1,0 +1,66 @@
+/*
+ * err.h - return codes, the close-reason table and small helpers shared by every module.
+ *
+ * Leaf header: includes nothing of the project. Byte movers return ssize_t (>0 bytes moved, else
+ * a WSG_* code); pipeline stages return >0 progress / 0 nothing; boot-time functions take
+ * char err[WSG_ERRLEN] and return 0 or -1.
+ */
+#ifndef WSG_ERR_H
+#define WSG_ERR_H
+
+#include <stddef.h>
+
+enum { WSG_OK = 0, WSG_AGAIN = -1, WSG_EOF = -2, WSG_ERR = -3 };
+
+/* Parser contract (picohttpparser): >0 bytes consumed, or one of these. */
+enum { WSG_PARSE_INVALID = -1, WSG_PARSE_PARTIAL = -2 };
+
+#define WSG_ERRLEN 256
+#define WSG_UNUSED(x) ((void)(x))
+#define WSG_MUST_CHECK __attribute__((warn_unused_result))
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+/*
+ * Why a connection ended. One row each in wsg_reasons[]: log text, the HTTP status used before
+ * the upgrade, the WebSocket close code sent to the client after it.
+ */
+enum wsg_reason {
+    WSG_R_NONE = 0,          /* normal end */
+    WSG_R_TLS_HANDSHAKE,     /* handshake failed */
+    WSG_R_TLS_TIMEOUT,       /* handshake took too long */
+    WSG_R_BAD_REQUEST,       /* 400 */
+    WSG_R_BODY_TOO_BIG,      /* 413 */
+    WSG_R_URI_TOO_LONG,      /* 414 */
+    WSG_R_HEADERS_TOO_BIG,   /* 431 */
+    WSG_R_NOT_IMPLEMENTED,   /* 501: unknown transfer-coding */
+    WSG_R_UPGRADE_REQUIRED,  /* 426: bad Sec-WebSocket-Version */
+    WSG_R_HEADER_TIMEOUT,    /* 408 */
+    WSG_R_UPSTREAM_DOWN,     /* 502 / 1011: connect failed, all peers down */
+    WSG_R_NO_UPSTREAM,       /* 503 */
+    WSG_R_UPSTREAM_TIMEOUT,  /* 504 */
+    WSG_R_UPSTREAM_BAD,      /* 502 / 1014: upstream broke HTTP or RFC 6455 */
+    WSG_R_UPSTREAM_CLOSED,   /* 502 / 1011: upstream closed mid-response or mid-session */
+    WSG_R_WS_PROTOCOL,       /* 1002 */
+    WSG_R_WS_BAD_UTF8,       /* 1007 */
+    WSG_R_WS_TOO_BIG,        /* 1009 */
+    WSG_R_WS_POLICY,         /* 1008 */
+    WSG_R_WS_IDLE,           /* 1001: idle timeout */
+    WSG_R_IDLE,              /* keep-alive idle timeout, no answer */
+    WSG_R_CLIENT_CLOSED,     /* client went away */
+    WSG_R_SHUTDOWN,          /* 503 / 1001: draining */
+    WSG_R_NOMEM,             /* 503 / 1011 */
+    WSG_R__COUNT
+};
+
+struct wsg_reason_row {
+    const char *text;
+    int http_status; /* 0: no HTTP answer (close silently) */
+    int ws_close;    /* 0: no close frame */
+};
+
+extern const struct wsg_reason_row wsg_reasons[WSG_R__COUNT];
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * tls.h - the only header of tls/: TLS over two buffers, certificate generations, the shared
+ * ticket keys, a per-thread CSPRNG and self-signed certificate generation.
+ *
+ * tls/ never touches a socket: a wsg_tls reads ciphertext from the cin buffer it was given and
+ * appends ciphertext to cout. Files are read only by wsg_tls_store_new/_reload (boot or reload).
+ * All structs are opaque outside tls/.
+ */
+#ifndef WSG_TLS_H
+#define WSG_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "gateway/buf-t.h"
+#include "gateway/err.h"
+
+struct wsg_tls_store; /* current generation + ticket keys + DRBG; shared by all workers */
+struct wsg_tls;       /* one client connection's TLS state; holds a generation reference */
+struct wsg_rng;       /* a CSPRNG for one thread (mbedtls_ctr_drbg) */
+
+/* One certificate/key pair. The SNI names it serves are read from the certificate
+ * (subjectAltName DNS entries, wildcards like *.example.com, else the CN). */
+struct wsg_tls_pair {
+    const char *cert_path; /* PEM chain: leaf first, then intermediates */
+    const char *key_path;  /* PEM private key */
+};
+
+struct wsg_tls_settings {
+    const struct wsg_tls_pair *pairs; /* pairs[0] is the default for unknown or absent SNI */
+    size_t npairs;                    /* 0: generate an in-memory self-signed pair (see below) */
+    const char *const *gen_names;     /* names for the generated pair when npairs == 0 */
+    size_t ngen_names;                /* e.g. {"localhost", "127.0.0.1"} */
+    uint32_t ticket_lifetime;         /* seconds; 0 disables session tickets */
+};
+
+/**
+ * Initialises PSA crypto and builds the store with its first generation.
+ * @return 0, or -1 with err naming the file and the reason ("k.pem: key does not match cert.pem").
+ * @note Call once from the main thread before any worker starts.
+ */
+int wsg_tls_store_new(struct wsg_tls_store **out, const struct wsg_tls_settings *s, char err[WSG_ERRLEN]);
+/**
+ * Builds a new generation from s and makes it current. On error the old one keeps serving.
+ * Thread-safe against concurrent wsg_tls_new(). Connections keep the generation they started on.
+ */
+int wsg_tls_store_reload(struct wsg_tls_store *st, const struct wsg_tls_settings *s, char err[WSG_ERRLEN]);
+void wsg_tls_store_free(struct wsg_tls_store *st);
+/* Generation counter of the current generation (1, 2, ...) and number of live generations. */
+unsigned wsg_tls_store_generation(const struct wsg_tls_store *st);
+unsigned wsg_tls_store_live_generations(const struct wsg_tls_store *st);
+
+/**
+ * Creates the server side of one connection over two buffers owned by the caller.
+ * cin: ciphertext received from the client (wsg_tls consumes from it).
+ * cout: ciphertext to send to the client (wsg_tls appends to it).
+ * @return NULL on out of memory.
+ */
+struct wsg_tls *wsg_tls_new(struct wsg_tls_store *st, struct wsg_buf *cin, struct wsg_buf *cout);
+/* Releases the connection and its generation reference. NULL is fine. */
+void wsg_tls_free(struct wsg_tls *t);
+
+/**
+ * Advances the handshake with what is in cin.
+ * @return WSG_OK when complete, WSG_AGAIN when it needs more input (or room in cout),
+ *         WSG_ERR on failure (wsg_tls_error() says why; an alert may be in cout to flush).
+ */
+int wsg_tls_handshake(struct wsg_tls *t);
+/**
+ * Decrypts into dst.
+ * @return >0 bytes, WSG_AGAIN (need more ciphertext), WSG_EOF (close_notify received),
+ *         WSG_ERR (bad record, alert).
+ * @note Call again until WSG_AGAIN: decrypted bytes can wait inside mbedTLS (wsg_tls_pending).
+ */
+ssize_t wsg_tls_read(struct wsg_tls *t, void *dst, size_t len);
+/* Plaintext bytes already decrypted and waiting inside the TLS state. */
+size_t wsg_tls_pending(const struct wsg_tls *t);
+/**
+ * Encrypts up to len bytes into cout.
+ * @return >0 bytes taken (may be less than len), WSG_AGAIN when cout lacks room for one full
+ *         record (see wsg_tls_write_reserve), WSG_ERR.
+ */
+ssize_t wsg_tls_write(struct wsg_tls *t, const void *src, size_t len);
+/* Room cout must have before a write is attempted: one maximal record plus its expansion. */
+size_t wsg_tls_write_reserve(const struct wsg_tls *t);
+/* Queues a close_notify alert into cout. */
+void wsg_tls_close_notify(struct wsg_tls *t);
+
+/* After the handshake: the SNI name sent (or NULL), the protocol ("TLSv1.3"), the suite name,
+ * whether the session was resumed. Last error as text (static or owned by t). */
+const char *wsg_tls_sni(const struct wsg_tls *t);
+const char *wsg_tls_version(const struct wsg_tls *t);
+const char *wsg_tls_cipher(const struct wsg_tls *t);
+int wsg_tls_resumed(const struct wsg_tls *t);
+const char *wsg_tls_error(const struct wsg_tls *t);
+
+/* A per-thread CSPRNG (e.g. WebSocket masks). fill returns 0, or -1 on failure. */
+struct wsg_rng *wsg_rng_new(void);
+int wsg_rng_fill(struct wsg_rng *r, uint8_t *dst, size_t len);
+void wsg_rng_free(struct wsg_rng *r);
+
+/**
+ * Generates an ECDSA P-256 key and a self-signed certificate valid for days, with
+ * subjectAltName entries for names (DNS names, or IP addresses written as dotted quads or IPv6).
+ * Writes PEM into caller buffers. Used by the embedded default and by wsgate-certs.
+ * @return 0 or -1 with err.
+ */
+int wsg_tls_gen_selfsigned(const char *const *names, size_t nnames, unsigned days, char *cert_pem,
+                           size_t cert_cap, char *key_pem, size_t key_cap, char err[WSG_ERRLEN]);
+
+#endif

@@ -1,0 +1,1254 @@
+/*
+ * conn.c - one client connection: its state machine, its five buffers and the pump that moves
+ * bytes through them.
+ *
+ *   client socket -> cli.in -> TLS -> cli_plain -> HTTP head / body | WS relay c2u -> up.out -> upstream
+ *   upstream -> up.in -> HTTP head / body | WS relay u2c -> cli_ptx -> TLS -> cli.out -> client socket
+ *
+ * Rules (DESIGN §3):
+ * - every libev callback ends in conn_proceed(); only its tail frees a connection;
+ * - a stage runs only while its input has bytes and its output has room, and a socket is read
+ *   only while its first buffer is under the high watermark, so memory per connection is bounded
+ *   by the buffer sizes whatever the message sizes;
+ * - WebSocket frames are relayed one by one by frames/ (never a whole message in memory).
+ */
+#include "gateway/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frames/ws.h"
+#include "gateway/buf.h"
+#include "gateway/http1.h"
+#include "gateway/log.h"
+#include "tls/tls.h"
+
+enum wsg_state {
+    WSG_ST_TLS_HANDSHAKE, /* TLS handshake in progress */
+    WSG_ST_REQ_HEAD,      /* waiting for the (next) request head */
+    WSG_ST_HTTP,          /* a request/response exchange is under way */
+    WSG_ST_WS_UPGRADE,    /* upgrade forwarded, waiting for the upstream's 101 */
+    WSG_ST_WS,            /* relaying frames both ways */
+    WSG_ST_CLOSING        /* flushing what is left, then lingering until the client closes */
+};
+
+static const char *const state_names[] = {"tls", "head", "http", "upgrade", "ws", "closing"};
+
+#define WSG_CF_DESTROY 0x01    /* conn_proceed's tail frees the connection */
+#define WSG_CF_DRAINING 0x02   /* no keep-alive; WebSockets get 1001 */
+#define WSG_CF_CLOSE_CLI 0x04  /* WS: gateway close queued to the client; stop reading it */
+#define WSG_CF_CLOSE_UP 0x08   /* WS: gateway close queued to the upstream; stop reading it */
+#define WSG_CF_LINGER 0x10     /* CLOSING: write side shut, discarding input until EOF or timer */
+#define WSG_CF_UP_REUSED 0x20  /* this exchange runs on a kept-alive upstream connection */
+
+#define LINGER_SECONDS 2.0
+
+struct wsg_side {
+    int fd;
+    ev_io io;
+    int armed; /* events currently set on io */
+    struct wsg_buf in, out;
+    unsigned eof : 1;        /* read returned 0 (or the TLS peer sent close_notify) */
+    unsigned err : 1;        /* the socket failed */
+    unsigned connecting : 1; /* upstream: non-blocking connect in progress */
+    uint64_t rx, tx;         /* socket bytes */
+};
+
+struct wsg_xchg {
+    char method[16];
+    char target[512];
+    int is_head;
+    int keep_alive;         /* keep the client connection after this exchange */
+    enum wsg_http_body req_body;
+    uint64_t req_left, req_total;
+    struct wsg_http_chunked req_ch;
+    unsigned req_done : 1;
+    unsigned resp_started : 1;
+    unsigned resp_done : 1;
+    unsigned up_keep : 1;   /* the upstream allows reuse */
+    enum wsg_http_body resp_body;
+    uint64_t resp_left;
+    struct wsg_http_chunked resp_ch;
+    int status;
+    uint64_t resp_bytes;
+    double t0;
+    char ws_accept[29];
+};
+
+struct wsg_conn {
+    struct wsg_conn *next, *prev;
+    struct wsg_worker *w;
+    uint64_t id;
+    struct sockaddr_storage peer_addr;
+    char peer_ip[INET6_ADDRSTRLEN];
+    unsigned peer_port;
+    enum wsg_state st;
+    unsigned flags;
+    struct wsg_side cli, up;
+    struct wsg_buf cli_plain; /* decrypted client bytes */
+    struct wsg_buf cli_ptx;   /* plaintext waiting to be encrypted for the client */
+    struct wsg_tls *tls;
+    ev_timer timer;
+    double deadline;
+    double t_start;
+    struct wsg_upstreams *ups; /* the table peer belongs to (tables are kept until exit) */
+    struct wsg_peer *peer;    /* upstream of the current/last exchange */
+    uint64_t tried;           /* peers tried for the current connect */
+    struct wsg_xchg x;
+    struct wsg_ws_relay *c2u, *u2c;
+    enum wsg_reason reason;
+    int gw_close_cli, gw_close_up; /* close codes the gateway itself sent */
+    unsigned c2u_failed, u2c_failed; /* that relay's input broke RFC 6455 or a limit */
+    unsigned nreq;
+};
+
+static void conn_proceed(struct wsg_conn *c);
+static void on_client_io(EV_P_ ev_io *io, int revents);
+static void on_upstream_io(EV_P_ ev_io *io, int revents);
+static void on_timer(EV_P_ ev_timer *t, int revents);
+static void start_closing(struct wsg_conn *c);
+
+/* ------------------------------------------------------------------ helpers */
+
+static double now_of(const struct wsg_conn *c)
+{
+    return ev_now(c->w->loop);
+}
+
+static const struct wsg_cfg *cfg_of(const struct wsg_conn *c)
+{
+    return wsg_shared_cfg(c->w->sh);
+}
+
+/* Arms the single connection timer for secs from now. The timer only ever moves earlier here;
+ * when the deadline moves later, on_timer re-arms for the remainder (cheap on every frame). */
+static void set_deadline(struct wsg_conn *c, double secs)
+{
+    c->deadline = now_of(c) + secs;
+    if (ev_is_active(&c->timer)) {
+        if (ev_timer_remaining(c->w->loop, &c->timer) <= secs + 0.001)
+            return;
+        ev_timer_stop(c->w->loop, &c->timer);
+    }
+    ev_timer_set(&c->timer, secs, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
+}
+
+#define clog(lvl, c, fmt, ...)                                                                              \
+    do {                                                                                                    \
+        if (wsg_log_on(lvl))                                                                                \
+            wsg_log(lvl, "[#%llu %s:%u] " fmt, (unsigned long long)(c)->id, (c)->peer_ip, (c)->peer_port,     \
+                    ##__VA_ARGS__);                                                                         \
+    } while (0)
+
+static void side_close(struct wsg_conn *c, struct wsg_side *s)
+{
+    if (s->fd < 0)
+        return;
+    ev_io_stop(c->w->loop, &s->io);
+    close(s->fd);
+    s->fd = -1;
+    s->armed = 0;
+    s->connecting = 0;
+}
+
+/* read() into s->in until EAGAIN, the buffer is full, or 8 rounds (fairness). */
+static void sock_fill(struct wsg_conn *c, struct wsg_side *s)
+{
+    for (int round = 0; round < 8 && s->fd >= 0 && !s->eof; round++) {
+        uint32_t room;
+        uint8_t *p = wsg_buf_reserve(&s->in, &room);
+        if (p == NULL) {
+            if (s->in.base == NULL) { /* out of memory: this connection only */
+                c->reason = WSG_R_NOMEM;
+                c->flags |= WSG_CF_DESTROY;
+            }
+            return;
+        }
+        ssize_t n = recv(s->fd, p, room, 0);
+        if (n > 0) {
+            s->rx += (uint64_t)n;
+            if ((c->flags & WSG_CF_LINGER) && s == &c->cli)
+                continue; /* lingering: discard */
+            wsg_buf_commit(&s->in, (uint32_t)n);
+            if ((uint32_t)n < room)
+                return;
+        } else if (n == 0) {
+            s->eof = 1;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return;
+        } else {
+            s->eof = 1;
+            s->err = 1;
+        }
+    }
+}
+
+/* send() s->out until EAGAIN or empty: write before waiting. */
+static void sock_flush(struct wsg_conn *c, struct wsg_side *s)
+{
+    WSG_UNUSED(c);
+    while (s->fd >= 0 && !s->connecting && !s->err && wsg_buf_len(&s->out) > 0) {
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(&s->out, &len);
+        ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            s->tx += (uint64_t)n;
+            wsg_buf_consume(&s->out, (uint32_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        } else {
+            s->err = 1;
+            s->eof = 1;
+            return;
+        }
+    }
+}
+
+static void fmt_addr(const struct sockaddr *sa, char *ip, size_t iplen, unsigned *port)
+{
+    ip[0] = '\0';
+    *port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)iplen);
+        *port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], ip, (socklen_t)iplen);
+        else
+            inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)iplen);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
+/* ------------------------------------------------------------------ logs */
+
+static void log_http(struct wsg_conn *c)
+{
+    char j[3072];
+    size_t n = 0;
+    n += (size_t)snprintf(j + n, sizeof(j) - n, "{\"type\":\"http\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
+                          (unsigned long long)c->id, c->peer_ip, c->peer_port);
+    const char *sni = c->tls ? wsg_tls_sni(c->tls) : NULL;
+    if (sni)
+        n = wsg_json_str(j, n, sizeof(j), sni, strlen(sni));
+    n += (size_t)snprintf(j + n, sizeof(j) - n, "\",\"method\":\"");
+    n = wsg_json_str(j, n, sizeof(j), c->x.method, strlen(c->x.method));
+    n += (size_t)snprintf(j + n, sizeof(j) - n, "\",\"target\":\"");
+    n = wsg_json_str(j, n, sizeof(j), c->x.target, strlen(c->x.target));
+    n += (size_t)snprintf(j + n, sizeof(j) - n,
+                          "\",\"status\":%d,\"upstream\":\"%s\",\"req_body\":%llu,\"resp_bytes\":%llu,"
+                          "\"dur_ms\":%.1f}",
+                          c->x.status, c->peer ? c->peer->name : "", (unsigned long long)c->x.req_total,
+                          (unsigned long long)c->x.resp_bytes, (now_of(c) - c->x.t0) * 1000.0);
+    if (n < sizeof(j))
+        wsg_access(j, n);
+}
+
+static void log_ws(struct wsg_conn *c)
+{
+    const struct wsg_ws_stats *a = wsg_ws_relay_stats(c->c2u), *b = wsg_ws_relay_stats(c->u2c);
+    char j[3072];
+    size_t n = 0;
+    n += (size_t)snprintf(j + n, sizeof(j) - n, "{\"type\":\"ws\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
+                          (unsigned long long)c->id, c->peer_ip, c->peer_port);
+    const char *sni = wsg_tls_sni(c->tls);
+    if (sni)
+        n = wsg_json_str(j, n, sizeof(j), sni, strlen(sni));
+    n += (size_t)snprintf(j + n, sizeof(j) - n, "\",\"target\":\"");
+    n = wsg_json_str(j, n, sizeof(j), c->x.target, strlen(c->x.target));
+    n += (size_t)snprintf(
+        j + n, sizeof(j) - n,
+        "\",\"upstream\":\"%s\",\"c2u_frames\":%llu,\"c2u_messages\":%llu,\"c2u_bytes\":%llu,"
+        "\"u2c_frames\":%llu,\"u2c_messages\":%llu,\"u2c_bytes\":%llu,\"close_by_client\":%d,"
+        "\"close_by_upstream\":%d,\"close_by_gateway_to_client\":%d,\"close_by_gateway_to_upstream\":%d,"
+        "\"reason\":\"%s\",\"dur_ms\":%.1f}",
+        c->peer ? c->peer->name : "", (unsigned long long)a->frames, (unsigned long long)a->messages,
+        (unsigned long long)a->payload_bytes, (unsigned long long)b->frames, (unsigned long long)b->messages,
+        (unsigned long long)b->payload_bytes, a->close_code, b->close_code, c->gw_close_cli, c->gw_close_up,
+        wsg_reasons[c->reason].text, (now_of(c) - c->x.t0) * 1000.0);
+    if (n < sizeof(j))
+        wsg_access(j, n);
+}
+
+/* ------------------------------------------------------------------ failure answers */
+
+/* Answers an HTTP error (before any response byte went out) and closes after it. */
+static void respond_error(struct wsg_conn *c, enum wsg_reason r, const char *why)
+{
+    int status = wsg_reasons[r].http_status;
+    c->reason = r;
+    if (status == 0 || c->x.resp_started) {
+        clog(WSG_LOG_INFO, c, "closing: %s%s%s", wsg_reasons[r].text, why ? ": " : "", why ? why : "");
+        start_closing(c);
+        return;
+    }
+    clog(WSG_LOG_INFO, c, "%d: %s%s%s", status, wsg_reasons[r].text, why ? ": " : "", why ? why : "");
+    const char *extra = NULL;
+    if (r == WSG_R_UPGRADE_REQUIRED)
+        extra = "Sec-WebSocket-Version: 13\r\n";
+    else if (r == WSG_R_SHUTDOWN)
+        extra = "Retry-After: 1\r\n";
+    if (wsg_http_write_error(status, extra, &c->cli_ptx) != 0)
+        clog(WSG_LOG_WARN, c, "no room for the %d answer", status);
+    c->x.status = status;
+    c->x.resp_started = 1;
+    if (c->x.method[0])
+        log_http(c);
+    start_closing(c);
+}
+
+/* ------------------------------------------------------------------ upstream connect */
+
+static int upstream_open(struct wsg_conn *c)
+{
+    struct wsg_upstreams *ups = c->ups;
+    for (;;) {
+        struct wsg_peer *p = wsg_upstream_pick(ups, (const struct sockaddr *)&c->peer_addr, c->tried, now_of(c));
+        if (p == NULL)
+            return -1;
+        c->peer = p;
+        c->tried |= 1ull << wsg_upstream_index(ups, p);
+        int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            clog(WSG_LOG_ERROR, c, "socket: %s", strerror(errno));
+            return -1;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        int r = connect(fd, (const struct sockaddr *)&p->addr, p->addrlen);
+        if (r == 0 || errno == EINPROGRESS) {
+            c->up.fd = fd;
+            c->up.eof = c->up.err = 0;
+            c->up.connecting = r != 0;
+            ev_io_init(&c->up.io, on_upstream_io, fd, 0);
+            c->up.armed = 0;
+            if (r == 0)
+                wsg_upstream_release(ups, p, 0, now_of(c));
+            set_deadline(c, cfg_of(c)->connect_timeout);
+            return 0;
+        }
+        clog(WSG_LOG_WARN, c, "upstream %s: connect: %s", p->name, strerror(errno));
+        close(fd);
+        wsg_upstream_release(ups, p, 1, now_of(c));
+    }
+}
+
+/* The connect finished (or timed out): on failure try the next-ranked peer. Nothing has been
+ * sent yet, so a retry cannot duplicate a request. */
+static void upstream_connected(struct wsg_conn *c, int timed_out)
+{
+    struct wsg_upstreams *ups = c->ups;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (timed_out)
+        err = ETIMEDOUT;
+    else if (getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err == 0) {
+        c->up.connecting = 0;
+        wsg_upstream_release(ups, c->peer, 0, now_of(c));
+        set_deadline(c, c->st == WSG_ST_WS ? cfg_of(c)->ws_idle_timeout : cfg_of(c)->upstream_timeout);
+        return;
+    }
+    clog(WSG_LOG_WARN, c, "upstream %s: connect: %s", c->peer->name, strerror(err));
+    wsg_upstream_release(ups, c->peer, 1, now_of(c));
+    side_close(c, &c->up);
+    if (upstream_open(c) != 0)
+        respond_error(c, WSG_R_UPSTREAM_DOWN, "every upstream refused");
+}
+
+/* ------------------------------------------------------------------ WebSocket */
+
+static ssize_t sink_up(void *ctx, const uint8_t *data, size_t len)
+{
+    struct wsg_conn *c = ctx;
+    size_t n = wsg_buf_put(&c->up.out, data, len);
+    return n > 0 ? (ssize_t)n : WSG_AGAIN;
+}
+
+static ssize_t sink_cli(void *ctx, const uint8_t *data, size_t len)
+{
+    struct wsg_conn *c = ctx;
+    size_t n = wsg_buf_put(&c->cli_ptx, data, len);
+    return n > 0 ? (ssize_t)n : WSG_AGAIN;
+}
+
+static int rng_fill(void *ctx, uint8_t *dst, size_t len)
+{
+    return wsg_rng_fill(ctx, dst, len);
+}
+
+static int ws_start(struct wsg_conn *c)
+{
+    const struct wsg_cfg *cfg = cfg_of(c);
+    struct wsg_ws_limits lim = {.max_frame = cfg->max_frame, .max_message = cfg->max_message};
+    c->c2u = wsg_ws_relay_new(WSG_WS_C2U, &lim, &c->cli_plain, sink_up, c, rng_fill, c->w->rng);
+    c->u2c = wsg_ws_relay_new(WSG_WS_U2C, &lim, &c->up.in, sink_cli, c, rng_fill, c->w->rng);
+    if (c->c2u == NULL || c->u2c == NULL)
+        return -1;
+    c->st = WSG_ST_WS;
+    set_deadline(c, cfg->ws_idle_timeout);
+    return 0;
+}
+
+/* Queues a gateway close frame toward the client (code, reason). */
+static void ws_close_client(struct wsg_conn *c, int code, const char *reason)
+{
+    if (c->flags & WSG_CF_CLOSE_CLI)
+        return;
+    c->flags |= WSG_CF_CLOSE_CLI;
+    c->gw_close_cli = code;
+    if (!wsg_ws_relay_closed(c->u2c) && wsg_ws_relay_send_close(c->u2c, code, reason) < 0)
+        c->flags |= WSG_CF_DESTROY;
+}
+
+static void ws_close_upstream(struct wsg_conn *c, int code, const char *reason)
+{
+    if (c->flags & WSG_CF_CLOSE_UP)
+        return;
+    c->flags |= WSG_CF_CLOSE_UP;
+    c->gw_close_up = code;
+    if (c->up.fd >= 0 && !c->up.eof && !wsg_ws_relay_closed(c->c2u) && wsg_ws_relay_send_close(c->c2u, code, reason) < 0)
+        side_close(c, &c->up);
+}
+
+/* Ends a WebSocket for reason r: tells both hops, then closes once the frames are out. */
+static void ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason, int up_code,
+                    const char *up_reason)
+{
+    if (c->reason == WSG_R_NONE)
+        c->reason = r;
+    clog(r == WSG_R_NONE ? WSG_LOG_DEBUG : WSG_LOG_INFO, c, "websocket: %s (client %d \"%s\", upstream %d)",
+         wsg_reasons[r].text, cli_code, cli_reason ? cli_reason : "", up_code);
+    if (cli_code)
+        ws_close_client(c, cli_code, cli_reason);
+    if (up_code)
+        ws_close_upstream(c, up_code, up_reason);
+}
+
+/* Runs one relay. After its input broke the protocol it runs only to send the gateway's own
+ * pending close frame (a relay forwards nothing after a gateway close). Returns >0 progress,
+ * 0 nothing, -1 the first time the input violates RFC 6455 or a limit. */
+static int relay_step(struct wsg_ws_relay *r, unsigned *failed)
+{
+    if (*failed && wsg_ws_relay_idle_out(r))
+        return 0;
+    int rv = wsg_ws_relay_pump(r);
+    if (rv > 0)
+        return rv;
+    if (rv < 0 && !*failed) {
+        *failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int ws_pump(struct wsg_conn *c)
+{
+    int progress = 0;
+    int r = relay_step(c->c2u, &c->c2u_failed);
+    if (r > 0) {
+        progress += r;
+    } else if (r < 0) {
+        const char *why = "protocol error";
+        int code = wsg_ws_relay_error(c->c2u, &why);
+        enum wsg_reason rs = code == 1007 ? WSG_R_WS_BAD_UTF8 : code == 1009 ? WSG_R_WS_TOO_BIG : WSG_R_WS_PROTOCOL;
+        ws_fail(c, rs, code, why, 1001, "client protocol error");
+        progress++;
+    }
+    r = relay_step(c->u2c, &c->u2c_failed);
+    if (r > 0) {
+        progress += r;
+    } else if (r < 0) {
+        const char *why = "protocol error";
+        int code = wsg_ws_relay_error(c->u2c, &why);
+        ws_fail(c, WSG_R_UPSTREAM_BAD, 1014, "upstream protocol error", code, why);
+        progress++;
+    }
+    if (progress)
+        set_deadline(c, cfg_of(c)->ws_idle_timeout);
+
+    /* How the session ends. */
+    int c2u_closed = wsg_ws_relay_closed(c->c2u), u2c_closed = wsg_ws_relay_closed(c->u2c);
+    if (c2u_closed && u2c_closed) {
+        start_closing(c); /* close handshake relayed both ways */
+    } else if (c->up.eof && wsg_buf_len(&c->up.in) == 0 && !u2c_closed) {
+        if (c->reason == WSG_R_NONE)
+            ws_fail(c, WSG_R_UPSTREAM_CLOSED, 1011, "upstream closed the connection", 0, NULL);
+        else
+            ws_close_client(c, 1011, "upstream closed the connection");
+        side_close(c, &c->up);
+    } else if (c->cli.eof && wsg_buf_len(&c->cli_plain) == 0 && !c2u_closed && !(c->flags & WSG_CF_CLOSE_UP)) {
+        ws_fail(c, WSG_R_CLIENT_CLOSED, 0, NULL, 1001, "client went away");
+    }
+    if (c->cli.eof && (c2u_closed || (c->flags & WSG_CF_CLOSE_UP)) && wsg_buf_len(&c->up.out) == 0)
+        start_closing(c);
+    if (c->up.eof && u2c_closed)
+        side_close(c, &c->up);
+    /* Gateway closes sent and flushed: done. */
+    if ((c->flags & WSG_CF_CLOSE_CLI) && wsg_ws_relay_idle_out(c->u2c) &&
+        ((c->flags & WSG_CF_CLOSE_UP) || c->up.fd < 0 || c2u_closed) &&
+        (c->up.fd < 0 || wsg_ws_relay_idle_out(c->c2u)))
+        start_closing(c);
+    return progress;
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+static struct wsg_http_limits http_limits(const struct wsg_conn *c)
+{
+    const struct wsg_cfg *cfg = cfg_of(c);
+    struct wsg_http_limits lim = {.max_head = cfg->max_header_size, .max_target = cfg->max_uri,
+                                  .max_headers = cfg->max_headers};
+    return lim;
+}
+
+static enum wsg_reason reason_of_status(int status)
+{
+    switch (status) {
+    case 413:
+        return WSG_R_BODY_TOO_BIG;
+    case 414:
+        return WSG_R_URI_TOO_LONG;
+    case 431:
+        return WSG_R_HEADERS_TOO_BIG;
+    case 501:
+    case 505:
+        return WSG_R_NOT_IMPLEMENTED;
+    default:
+        return WSG_R_BAD_REQUEST;
+    }
+}
+
+static void copy_field(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* A complete request head is in cli_plain: check it, rewrite it into up.out, pick the upstream. */
+static int handle_request(struct wsg_conn *c)
+{
+    uint32_t avail;
+    const uint8_t *p = wsg_buf_peek(&c->cli_plain, &avail);
+    if (p == NULL)
+        return 0;
+    struct wsg_http_limits lim = http_limits(c);
+    struct wsg_http_req req;
+    const char *why = NULL;
+    int status = 400;
+    int n = wsg_http_parse_request((const char *)p, avail, &lim, &req, &why, &status);
+    if (n == WSG_PARSE_PARTIAL) {
+        if (c->cli.eof) {
+            c->reason = WSG_R_CLIENT_CLOSED;
+            start_closing(c);
+            return 1;
+        }
+        if (avail >= c->cli_plain.cap) { /* cannot grow: the head is larger than the buffer */
+            respond_error(c, WSG_R_HEADERS_TOO_BIG, "head larger than buffer_size");
+            return 1;
+        }
+        return 0;
+    }
+    memset(&c->x, 0, sizeof(c->x));
+    c->x.t0 = now_of(c);
+    c->nreq++;
+    if (n < 0) {
+        respond_error(c, reason_of_status(status), why);
+        return 1;
+    }
+    copy_field(c->x.method, sizeof(c->x.method), req.method, req.method_len);
+    copy_field(c->x.target, sizeof(c->x.target), req.target, req.target_len);
+    c->x.is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+    c->x.keep_alive = req.keep_alive && !(c->flags & WSG_CF_DRAINING);
+    c->x.req_body = req.body;
+    c->x.req_left = req.content_length;
+    if (req.body == WSG_BODY_NONE || (req.body == WSG_BODY_LENGTH && req.content_length == 0))
+        c->x.req_done = 1;
+    const struct wsg_cfg *cfg = cfg_of(c);
+    if (cfg->max_body && req.body == WSG_BODY_LENGTH && req.content_length > cfg->max_body) {
+        respond_error(c, WSG_R_BODY_TOO_BIG, "Content-Length above max_body");
+        return 1;
+    }
+    if (req.upgrade_ws) {
+        if (c->flags & WSG_CF_DRAINING) {
+            respond_error(c, WSG_R_SHUTDOWN, NULL);
+            return 1;
+        }
+        if (req.ws_version == NULL || req.ws_version->value_len != 2 || memcmp(req.ws_version->value, "13", 2) != 0) {
+            respond_error(c, WSG_R_UPGRADE_REQUIRED, "Sec-WebSocket-Version is not 13");
+            return 1;
+        }
+        if (req.ws_key == NULL || wsg_ws_accept_key(req.ws_key->value, req.ws_key->value_len, c->x.ws_accept) != 0) {
+            respond_error(c, WSG_R_BAD_REQUEST, "missing or invalid Sec-WebSocket-Key");
+            return 1;
+        }
+        if (req.body != WSG_BODY_NONE && !(req.body == WSG_BODY_LENGTH && req.content_length == 0)) {
+            respond_error(c, WSG_R_BAD_REQUEST, "upgrade request with a body");
+            return 1;
+        }
+    }
+    struct wsg_http_fwd fwd = {.client_ip = c->peer_ip, .proto = "https"};
+    if (wsg_http_write_request(&req, &fwd, &c->up.out) != 0) {
+        respond_error(c, WSG_R_HEADERS_TOO_BIG, "rewritten head larger than buffer_size");
+        return 1;
+    }
+    wsg_buf_consume(&c->cli_plain, (uint32_t)n);
+    c->st = req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP;
+
+    /* Reuse the kept-alive upstream connection, else pick one: same client, same ranking. */
+    c->flags &= ~WSG_CF_UP_REUSED;
+    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting) {
+        c->flags |= WSG_CF_UP_REUSED;
+        set_deadline(c, cfg->upstream_timeout);
+        return 1;
+    }
+    side_close(c, &c->up);
+    wsg_buf_free(&c->up.in);
+    c->tried = 0;
+    c->ups = wsg_shared_ups(c->w->sh);
+    if (upstream_open(c) != 0) {
+        respond_error(c, WSG_R_UPSTREAM_DOWN, "no upstream accepted a connection");
+        return 1;
+    }
+    return 1;
+}
+
+/* Streams the request body from cli_plain to up.out. */
+static int pump_req_body(struct wsg_conn *c)
+{
+    if (c->x.req_done)
+        return 0;
+    uint32_t avail;
+    const uint8_t *p = wsg_buf_peek(&c->cli_plain, &avail);
+    uint32_t room = wsg_buf_room(&c->up.out);
+    if (p == NULL || room == 0) {
+        if (p == NULL && c->cli.eof) {
+            c->reason = WSG_R_CLIENT_CLOSED;
+            start_closing(c);
+            return 1;
+        }
+        return 0;
+    }
+    uint32_t n = avail < room ? avail : room;
+    if (c->x.req_body == WSG_BODY_LENGTH) {
+        if (n > c->x.req_left)
+            n = (uint32_t)c->x.req_left;
+        c->x.req_left -= n;
+        if (c->x.req_left == 0)
+            c->x.req_done = 1;
+    } else {
+        const char *why = NULL;
+        long m = wsg_http_chunked_scan(&c->x.req_ch, p, n, &why);
+        if (m < 0) {
+            respond_error(c, WSG_R_BAD_REQUEST, why);
+            return 1;
+        }
+        n = (uint32_t)m;
+        if (c->x.req_ch.done)
+            c->x.req_done = 1;
+    }
+    c->x.req_total += n;
+    const struct wsg_cfg *cfg = cfg_of(c);
+    if (cfg->max_body && c->x.req_total > cfg->max_body) {
+        respond_error(c, WSG_R_BODY_TOO_BIG, "chunked body above max_body");
+        return 1;
+    }
+    if (wsg_buf_put(&c->up.out, p, n) != n) {
+        c->reason = WSG_R_NOMEM;
+        c->flags |= WSG_CF_DESTROY;
+        return 0;
+    }
+    wsg_buf_consume(&c->cli_plain, n);
+    return n > 0 || c->x.req_done;
+}
+
+/* The response is complete: log it, then keep both connections or close. */
+static void finish_exchange(struct wsg_conn *c)
+{
+    log_http(c);
+    int up_keep = c->x.up_keep && c->x.req_done && c->x.resp_body != WSG_BODY_EOF;
+    if (!up_keep) {
+        side_close(c, &c->up);
+        wsg_buf_free(&c->up.in);
+        wsg_buf_free(&c->up.out);
+    }
+    if (!c->x.keep_alive || !c->x.req_done || (c->flags & WSG_CF_DRAINING) || c->cli.eof) {
+        start_closing(c);
+        return;
+    }
+    c->st = WSG_ST_REQ_HEAD;
+    set_deadline(c, cfg_of(c)->keepalive_timeout);
+}
+
+static int pump_resp_head(struct wsg_conn *c)
+{
+    uint32_t avail;
+    const uint8_t *p = wsg_buf_peek(&c->up.in, &avail);
+    if (p == NULL) {
+        if (c->up.eof) {
+            respond_error(c, WSG_R_UPSTREAM_CLOSED, "upstream closed before responding");
+            return 1;
+        }
+        return 0;
+    }
+    struct wsg_http_limits lim = http_limits(c);
+    lim.max_head = c->up.in.cap;
+    struct wsg_http_resp resp;
+    const char *why = NULL;
+    int n = wsg_http_parse_response((const char *)p, avail, &lim, c->x.is_head, &resp, &why);
+    if (n == WSG_PARSE_PARTIAL) {
+        if (c->up.eof || avail >= c->up.in.cap) {
+            respond_error(c, c->up.eof ? WSG_R_UPSTREAM_CLOSED : WSG_R_UPSTREAM_BAD, "incomplete response head");
+            return 1;
+        }
+        return 0;
+    }
+    if (n < 0) {
+        respond_error(c, WSG_R_UPSTREAM_BAD, why);
+        return 1;
+    }
+    if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
+        /* Interim response (100 Continue): pass it on and wait for the final one. */
+        if (wsg_buf_room(&c->cli_ptx) < 64)
+            return 0;
+        char line[64];
+        int m = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n\r\n", resp.status,
+                         wsg_http_reason_phrase(resp.status));
+        wsg_buf_put(&c->cli_ptx, line, (size_t)m);
+        wsg_buf_consume(&c->up.in, (uint32_t)n);
+        return 1;
+    }
+    if (c->st == WSG_ST_WS_UPGRADE && resp.status == 101) {
+        if (resp.upgrade == NULL || !resp.conn_upgrade || resp.ws_accept == NULL ||
+            resp.ws_accept->value_len != 28 || memcmp(resp.ws_accept->value, c->x.ws_accept, 28) != 0) {
+            respond_error(c, WSG_R_UPSTREAM_BAD, "101 without a valid Sec-WebSocket-Accept");
+            return 1;
+        }
+        if (wsg_http_find(resp.headers, resp.num_headers, "Sec-WebSocket-Extensions") != NULL) {
+            respond_error(c, WSG_R_UPSTREAM_BAD, "upstream accepted an extension that was not offered");
+            return 1;
+        }
+        if (wsg_http_write_response(&resp, 1, &c->cli_ptx) != 0)
+            return 0; /* wait for room */
+        wsg_buf_consume(&c->up.in, (uint32_t)n);
+        c->x.status = 101;
+        c->x.resp_started = 1;
+        if (ws_start(c) != 0) {
+            c->reason = WSG_R_NOMEM;
+            c->flags |= WSG_CF_DESTROY;
+        }
+        return 1;
+    }
+    if (resp.status == 101) {
+        respond_error(c, WSG_R_UPSTREAM_BAD, "101 to a request that did not ask to upgrade");
+        return 1;
+    }
+    if (c->st == WSG_ST_WS_UPGRADE) {
+        c->st = WSG_ST_HTTP; /* the upstream refused the upgrade: relay its answer as plain HTTP */
+        c->x.keep_alive = 0;
+    }
+    if (resp.body == WSG_BODY_EOF)
+        c->x.keep_alive = 0;
+    if (wsg_http_write_response(&resp, c->x.keep_alive, &c->cli_ptx) != 0)
+        return 0;
+    wsg_buf_consume(&c->up.in, (uint32_t)n);
+    c->x.status = resp.status;
+    c->x.resp_started = 1;
+    c->x.resp_body = resp.body;
+    c->x.resp_left = resp.content_length;
+    c->x.up_keep = resp.keep_alive;
+    if (resp.body == WSG_BODY_NONE || (resp.body == WSG_BODY_LENGTH && resp.content_length == 0)) {
+        c->x.resp_done = 1;
+        finish_exchange(c);
+    }
+    return 1;
+}
+
+static int pump_resp_body(struct wsg_conn *c)
+{
+    uint32_t avail;
+    const uint8_t *p = wsg_buf_peek(&c->up.in, &avail);
+    uint32_t room = wsg_buf_room(&c->cli_ptx);
+    if (p == NULL) {
+        if (c->up.eof) {
+            if (c->x.resp_body == WSG_BODY_EOF) {
+                c->x.resp_done = 1;
+                finish_exchange(c);
+            } else {
+                c->reason = WSG_R_UPSTREAM_CLOSED;
+                clog(WSG_LOG_WARN, c, "upstream %s closed mid-response", c->peer ? c->peer->name : "");
+                log_http(c);
+                start_closing(c);
+            }
+            return 1;
+        }
+        return 0;
+    }
+    if (room == 0)
+        return 0;
+    uint32_t n = avail < room ? avail : room;
+    if (c->x.resp_body == WSG_BODY_LENGTH) {
+        if (n > c->x.resp_left)
+            n = (uint32_t)c->x.resp_left;
+        c->x.resp_left -= n;
+        if (c->x.resp_left == 0)
+            c->x.resp_done = 1;
+    } else if (c->x.resp_body == WSG_BODY_CHUNKED) {
+        const char *why = NULL;
+        long m = wsg_http_chunked_scan(&c->x.resp_ch, p, n, &why);
+        if (m < 0) {
+            c->reason = WSG_R_UPSTREAM_BAD;
+            clog(WSG_LOG_WARN, c, "upstream %s: bad chunked body: %s", c->peer ? c->peer->name : "", why);
+            start_closing(c);
+            return 1;
+        }
+        n = (uint32_t)m;
+        if (c->x.resp_ch.done)
+            c->x.resp_done = 1;
+    }
+    wsg_buf_put(&c->cli_ptx, p, n);
+    wsg_buf_consume(&c->up.in, n);
+    c->x.resp_bytes += n;
+    if (c->x.resp_done) {
+        if (wsg_buf_len(&c->up.in) > 0)
+            c->x.up_keep = 0; /* the upstream sent more than the response: never reuse it */
+        finish_exchange(c);
+    }
+    return n > 0 || c->x.resp_done;
+}
+
+/* ------------------------------------------------------------------ the pump */
+
+static int pump_tls_in(struct wsg_conn *c)
+{
+    if (c->st == WSG_ST_CLOSING || c->tls == NULL)
+        return 0;
+    if (c->st == WSG_ST_TLS_HANDSHAKE) {
+        int r = wsg_tls_handshake(c->tls);
+        if (r == WSG_OK) {
+            c->st = WSG_ST_REQ_HEAD;
+            set_deadline(c, cfg_of(c)->header_timeout);
+            clog(WSG_LOG_DEBUG, c, "TLS %s %s sni=%s%s", wsg_tls_version(c->tls), wsg_tls_cipher(c->tls),
+                 wsg_tls_sni(c->tls) ? wsg_tls_sni(c->tls) : "-", wsg_tls_resumed(c->tls) ? " resumed" : "");
+            return 1;
+        }
+        if (r == WSG_AGAIN) {
+            if (c->cli.eof && wsg_buf_len(&c->cli.in) == 0) {
+                c->reason = WSG_R_CLIENT_CLOSED;
+                c->flags |= WSG_CF_DESTROY;
+            }
+            return 0;
+        }
+        c->reason = WSG_R_TLS_HANDSHAKE;
+        clog(WSG_LOG_INFO, c, "TLS handshake failed: %s", wsg_tls_error(c->tls));
+        c->st = WSG_ST_CLOSING; /* flush the alert, then close */
+        c->flags |= WSG_CF_LINGER;
+        set_deadline(c, 0.2);
+        return 0;
+    }
+    int progress = 0;
+    if (c->flags & WSG_CF_CLOSE_CLI) {
+        /* The gateway closed the client's WebSocket: what it still sends is dropped. */
+        wsg_buf_consume(&c->cli.in, wsg_buf_len(&c->cli.in));
+        return 0;
+    }
+    while (wsg_buf_room(&c->cli_plain) > 0 && !c->cli.eof) {
+        uint32_t room;
+        uint8_t *dst = wsg_buf_reserve(&c->cli_plain, &room);
+        if (dst == NULL)
+            break;
+        ssize_t n = wsg_tls_read(c->tls, dst, room);
+        if (n > 0) {
+            wsg_buf_commit(&c->cli_plain, (uint32_t)n);
+            progress = 1;
+        } else if (n == WSG_AGAIN) {
+            break;
+        } else if (n == WSG_EOF) {
+            c->cli.eof = 1; /* close_notify */
+            progress = 1;
+        } else {
+            clog(WSG_LOG_INFO, c, "TLS: %s", wsg_tls_error(c->tls));
+            c->reason = WSG_R_CLIENT_CLOSED;
+            c->flags |= WSG_CF_DESTROY;
+            return 0;
+        }
+    }
+    return progress;
+}
+
+static int pump_tls_out(struct wsg_conn *c)
+{
+    int progress = 0;
+    if (c->tls == NULL || c->st == WSG_ST_TLS_HANDSHAKE)
+        return 0;
+    while (wsg_buf_len(&c->cli_ptx) > 0 && wsg_buf_room(&c->cli.out) >= wsg_tls_write_reserve(c->tls)) {
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(&c->cli_ptx, &len);
+        ssize_t n = wsg_tls_write(c->tls, p, len);
+        if (n <= 0) {
+            if (n == WSG_ERR) {
+                clog(WSG_LOG_INFO, c, "TLS write: %s", wsg_tls_error(c->tls));
+                c->flags |= WSG_CF_DESTROY;
+            }
+            break;
+        }
+        wsg_buf_consume(&c->cli_ptx, (uint32_t)n);
+        progress = 1;
+    }
+    return progress;
+}
+
+static int pump_request(struct wsg_conn *c)
+{
+    switch (c->st) {
+    case WSG_ST_REQ_HEAD:
+        if (wsg_buf_len(&c->cli_plain) == 0) {
+            if (c->cli.eof) {
+                c->reason = WSG_R_NONE;
+                start_closing(c);
+                return 1;
+            }
+            return 0;
+        }
+        if (c->nreq > 0 && c->deadline - now_of(c) > cfg_of(c)->header_timeout)
+            set_deadline(c, cfg_of(c)->header_timeout); /* first bytes of the next request */
+        return handle_request(c);
+    case WSG_ST_HTTP:
+        return pump_req_body(c);
+    case WSG_ST_WS:
+        return ws_pump(c);
+    default:
+        return 0;
+    }
+}
+
+static int pump_response(struct wsg_conn *c)
+{
+    switch (c->st) {
+    case WSG_ST_HTTP:
+        if (c->up.connecting)
+            return 0;
+        if (!c->x.resp_started)
+            return pump_resp_head(c);
+        return pump_resp_body(c);
+    case WSG_ST_WS_UPGRADE:
+        if (c->up.connecting)
+            return 0;
+        return pump_resp_head(c);
+    case WSG_ST_REQ_HEAD:
+        /* An idle kept-alive upstream may only close; anything else makes it unusable. */
+        if (c->up.fd >= 0 && (c->up.eof || wsg_buf_len(&c->up.in) > 0)) {
+            side_close(c, &c->up);
+            wsg_buf_free(&c->up.in);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Enters CLOSING: the last bytes are encrypted and flushed, then the write side is shut and the
+ * client's remaining input is discarded until it closes or LINGER_SECONDS pass (nginx's lingering
+ * close), so that our final bytes are not destroyed by a TCP reset. */
+static void start_closing(struct wsg_conn *c)
+{
+    if (c->st == WSG_ST_CLOSING)
+        return;
+    if (c->st == WSG_ST_WS)
+        log_ws(c);
+    c->st = WSG_ST_CLOSING;
+    set_deadline(c, LINGER_SECONDS + 3.0);
+}
+
+static void closing_step(struct wsg_conn *c)
+{
+    if (c->up.fd >= 0 && (wsg_buf_len(&c->up.out) == 0 || c->up.err || c->up.connecting))
+        side_close(c, &c->up);
+    if (c->flags & WSG_CF_LINGER) {
+        if (c->cli.eof || c->cli.err || (wsg_buf_len(&c->cli.out) == 0 && c->tls == NULL))
+            c->flags |= WSG_CF_DESTROY;
+        if (wsg_buf_len(&c->cli.out) == 0 && c->cli.fd >= 0)
+            shutdown(c->cli.fd, SHUT_WR);
+        return;
+    }
+    if (wsg_buf_len(&c->cli_ptx) == 0 && wsg_buf_len(&c->cli.out) == 0) {
+        if (c->tls != NULL)
+            wsg_tls_close_notify(c->tls);
+        c->flags |= WSG_CF_LINGER;
+        wsg_buf_consume(&c->cli.in, wsg_buf_len(&c->cli.in));
+        set_deadline(c, LINGER_SECONDS);
+    }
+    if (c->cli.err)
+        c->flags |= WSG_CF_DESTROY;
+}
+
+static void update_side(struct wsg_conn *c, struct wsg_side *s, int want)
+{
+    if (s->fd < 0 || want == s->armed)
+        return;
+    ev_io_stop(c->w->loop, &s->io);
+    ev_io_set(&s->io, s->fd, want);
+    if (want)
+        ev_io_start(c->w->loop, &s->io);
+    s->armed = want;
+}
+
+/* One place decides which watchers are armed (h2o update_read_state). */
+static void update_io(struct wsg_conn *c)
+{
+    int cw = 0, uw = 0;
+    if (!c->cli.eof && !wsg_buf_above_hiwat(&c->cli.in))
+        cw |= EV_READ;
+    if (wsg_buf_len(&c->cli.out) > 0)
+        cw |= EV_WRITE;
+    if (c->up.fd >= 0) {
+        if (c->up.connecting) {
+            uw = EV_WRITE;
+        } else {
+            if (!c->up.eof && !wsg_buf_above_hiwat(&c->up.in))
+                uw |= EV_READ;
+            if (wsg_buf_len(&c->up.out) > 0)
+                uw |= EV_WRITE;
+        }
+    }
+    update_side(c, &c->cli, cw);
+    update_side(c, &c->up, uw);
+}
+
+static void conn_destroy(struct wsg_conn *c)
+{
+    struct wsg_worker *w = c->w;
+    if (c->st == WSG_ST_WS)
+        log_ws(c);
+    clog(WSG_LOG_DEBUG, c, "closed in %s: %s, client rx %llu tx %llu, upstream rx %llu tx %llu, %.3fs",
+         state_names[c->st], wsg_reasons[c->reason].text, (unsigned long long)c->cli.rx,
+         (unsigned long long)c->cli.tx, (unsigned long long)c->up.rx, (unsigned long long)c->up.tx,
+         now_of(c) - c->t_start);
+    ev_timer_stop(w->loop, &c->timer);
+    side_close(c, &c->cli);
+    side_close(c, &c->up);
+    wsg_ws_relay_free(c->c2u);
+    wsg_ws_relay_free(c->u2c);
+    wsg_tls_free(c->tls);
+    wsg_buf_free(&c->cli.in);
+    wsg_buf_free(&c->cli.out);
+    wsg_buf_free(&c->cli_plain);
+    wsg_buf_free(&c->cli_ptx);
+    wsg_buf_free(&c->up.in);
+    wsg_buf_free(&c->up.out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    free(c);
+}
+
+static void conn_proceed(struct wsg_conn *c)
+{
+    int progress, rounds = 0;
+    do {
+        progress = pump_tls_in(c);
+        progress += pump_request(c);
+        progress += pump_response(c);
+        progress += pump_tls_out(c);
+        if (c->st == WSG_ST_CLOSING)
+            closing_step(c);
+    } while (progress > 0 && !(c->flags & WSG_CF_DESTROY) && ++rounds < 64);
+    if (!(c->flags & WSG_CF_DESTROY)) {
+        sock_flush(c, &c->cli); /* write before waiting */
+        sock_flush(c, &c->up);
+        if (c->st == WSG_ST_CLOSING)
+            closing_step(c);
+        if (c->cli.err && c->st != WSG_ST_CLOSING)
+            c->flags |= WSG_CF_DESTROY; /* the client is gone: nobody to answer */
+    }
+    if (c->flags & WSG_CF_DESTROY) {
+        conn_destroy(c);
+        return;
+    }
+    if (rounds >= 64)
+        ev_feed_event(c->w->loop, &c->cli.io, 0); /* yield to other connections, come back soon */
+    update_io(c);
+}
+
+/* ------------------------------------------------------------------ callbacks */
+
+static void on_client_io(EV_P_ ev_io *io, int revents)
+{
+    WSG_UNUSED(loop);
+    struct wsg_conn *c = container_of(io, struct wsg_conn, cli.io);
+    if (revents & EV_READ)
+        sock_fill(c, &c->cli);
+    if (revents & EV_WRITE)
+        sock_flush(c, &c->cli);
+    conn_proceed(c);
+}
+
+static void on_upstream_io(EV_P_ ev_io *io, int revents)
+{
+    WSG_UNUSED(loop);
+    struct wsg_conn *c = container_of(io, struct wsg_conn, up.io);
+    if (c->up.connecting && (revents & (EV_WRITE | EV_READ)))
+        upstream_connected(c, 0);
+    if (c->up.fd >= 0 && !c->up.connecting) {
+        if (revents & EV_READ) {
+            uint64_t before = c->up.rx;
+            sock_fill(c, &c->up);
+            if (c->up.rx != before && c->st == WSG_ST_HTTP)
+                c->deadline = ev_now(loop) + cfg_of(c)->upstream_timeout;
+        }
+        if (revents & EV_WRITE)
+            sock_flush(c, &c->up);
+    }
+    conn_proceed(c);
+}
+
+static void on_timer(EV_P_ ev_timer *t, int revents)
+{
+    WSG_UNUSED(revents);
+    struct wsg_conn *c = container_of(t, struct wsg_conn, timer);
+    double left = c->deadline - ev_now(loop);
+    if (left > 0.001) {
+        ev_timer_set(t, left, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    switch (c->st) {
+    case WSG_ST_TLS_HANDSHAKE:
+        c->reason = WSG_R_TLS_TIMEOUT;
+        c->flags |= WSG_CF_DESTROY;
+        break;
+    case WSG_ST_REQ_HEAD:
+        if (wsg_buf_len(&c->cli_plain) > 0 || c->nreq == 0) {
+            respond_error(c, WSG_R_HEADER_TIMEOUT, NULL);
+        } else {
+            c->reason = WSG_R_IDLE;
+            start_closing(c);
+        }
+        break;
+    case WSG_ST_HTTP:
+    case WSG_ST_WS_UPGRADE:
+        if (c->up.connecting) {
+            upstream_connected(c, 1);
+        } else {
+            clog(WSG_LOG_WARN, c, "upstream %s: no answer within upstream_timeout", c->peer ? c->peer->name : "");
+            respond_error(c, WSG_R_UPSTREAM_TIMEOUT, NULL);
+        }
+        break;
+    case WSG_ST_WS:
+        if (c->up.connecting) {
+            upstream_connected(c, 1);
+        } else if (c->flags & (WSG_CF_CLOSE_CLI | WSG_CF_CLOSE_UP)) {
+            start_closing(c); /* the close handshake did not finish in time */
+        } else {
+            ws_fail(c, WSG_R_WS_IDLE, 1001, "idle timeout", 1001, "idle timeout");
+            set_deadline(c, 5.0);
+        }
+        break;
+    case WSG_ST_CLOSING:
+        c->flags |= WSG_CF_DESTROY;
+        break;
+    }
+    conn_proceed(c);
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+    const struct wsg_cfg *cfg = wsg_shared_cfg(w->sh);
+    struct wsg_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->id = ++w->next_id * 64 + (uint64_t)w->id;
+    memcpy(&c->peer_addr, peer, peerlen < sizeof(c->peer_addr) ? peerlen : sizeof(c->peer_addr));
+    fmt_addr(peer, c->peer_ip, sizeof(c->peer_ip), &c->peer_port);
+    c->t_start = ev_now(w->loop);
+    c->cli.fd = fd;
+    c->up.fd = -1;
+    wsg_buf_setup(&c->cli.in, cfg->buffer_size);
+    wsg_buf_setup(&c->cli.out, cfg->buffer_size);
+    wsg_buf_setup(&c->cli_plain, cfg->buffer_size);
+    wsg_buf_setup(&c->cli_ptx, cfg->buffer_size);
+    wsg_buf_setup(&c->up.in, cfg->buffer_size);
+    wsg_buf_setup(&c->up.out, cfg->buffer_size);
+    c->tls = wsg_tls_new(w->sh->tls, &c->cli.in, &c->cli.out);
+    ev_io_init(&c->cli.io, on_client_io, fd, 0);
+    ev_io_init(&c->up.io, on_upstream_io, -1, 0);
+    ev_init(&c->timer, on_timer);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (c->tls == NULL) {
+        c->reason = WSG_R_NOMEM;
+        c->flags |= WSG_CF_DESTROY;
+    }
+    if (w->draining)
+        c->flags |= WSG_CF_DRAINING;
+    set_deadline(c, cfg->handshake_timeout);
+    ev_feed_event(w->loop, &c->cli.io, EV_READ); /* the ClientHello is usually already there */
+    update_io(c);
+}
+
+void wsg_conn_drain(struct wsg_conn *c)
+{
+    c->flags |= WSG_CF_DRAINING;
+    switch (c->st) {
+    case WSG_ST_TLS_HANDSHAKE:
+        c->flags |= WSG_CF_DESTROY;
+        break;
+    case WSG_ST_REQ_HEAD:
+        if (wsg_buf_len(&c->cli_plain) == 0) {
+            c->reason = WSG_R_SHUTDOWN;
+            start_closing(c);
+        }
+        break;
+    case WSG_ST_WS:
+        ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
+        break;
+    default:
+        c->x.keep_alive = 0;
+        break;
+    }
+    conn_proceed(c);
+}
+
+void wsg_conn_abort(struct wsg_conn *c)
+{
+    if (c->reason == WSG_R_NONE)
+        c->reason = WSG_R_SHUTDOWN;
+    conn_destroy(c);
+}
+
+struct wsg_conn *wsg_conn_next(const struct wsg_conn *c)
+{
+    return c->next;
+}

@@ -1,0 +1,82 @@
+/*
+ * conn.h - workers and connections.
+ *
+ * A worker is one thread with one libev loop and its own SO_REUSEPORT listening sockets; it owns
+ * every connection it accepted. A connection is a TLS client hop and a plaintext upstream hop:
+ *
+ *   cli.in -> TLS -> cli_plain -> HTTP/1.1 or WS(c2u) -> up.out -> upstream socket
+ *   up.in -> HTTP/1.1 or WS(u2c) -> cli_ptx -> TLS -> cli.out -> client socket
+ *
+ * Every libev callback ends in conn_proceed(); a connection is freed only there.
+ */
+#ifndef WSG_CONN_H
+#define WSG_CONN_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "gateway/config.h"
+#include "gateway/upstream.h"
+
+struct wsg_tls_store;
+struct wsg_rng;
+struct wsg_conn;
+
+/* What all workers share: read-only after boot except where noted. */
+struct wsg_shared {
+    const struct wsg_cfg *cfg; /* swapped whole on reload (atomic pointer; old ones kept until exit) */
+    struct wsg_tls_store *tls; /* generations swap on reload (internally locked) */
+    struct wsg_upstreams *ups; /* swapped like cfg; health fields locked per peer */
+};
+
+static inline const struct wsg_cfg *wsg_shared_cfg(const struct wsg_shared *sh)
+{
+    return __atomic_load_n(&sh->cfg, __ATOMIC_ACQUIRE);
+}
+static inline struct wsg_upstreams *wsg_shared_ups(const struct wsg_shared *sh)
+{
+    return __atomic_load_n(&sh->ups, __ATOMIC_ACQUIRE);
+}
+
+struct wsg_worker {
+    int id;
+    pthread_t thread;
+    struct ev_loop *loop;
+    struct wsg_shared *sh;
+    struct wsg_rng *rng;
+    int lfd[WSG_CFG_MAX_LISTEN];
+    ev_io accept_io[WSG_CFG_MAX_LISTEN];
+    unsigned nlisten;
+    int spare_fd;          /* /dev/null, closed to accept() and drop a client under EMFILE */
+    ev_timer accept_retry; /* re-enables accepting after EMFILE */
+    ev_async wake;         /* main thread -> worker: drain or stop */
+    ev_timer drain_timer;
+    volatile int draining; /* set by main, read by the worker after wake */
+    int done;              /* set by the worker when its thread is about to return */
+    double drain_deadline;
+    struct wsg_conn *conns; /* every live connection (doubly linked) */
+    unsigned nconns;
+    uint64_t next_id;
+};
+
+/* Creates the listening sockets for every listen address (SO_REUSEPORT) for one worker.
+ * @return 0 or -1 with err naming the address. Called from the main thread at boot. */
+int wsg_worker_listen(struct wsg_worker *w, const struct wsg_cfg *cfg, char err[WSG_ERRLEN]);
+/* Thread body: runs the loop until drained or stopped. */
+void *wsg_worker_main(void *arg);
+/* From the main thread: begin draining (stop accepting, close WebSockets with 1001). */
+void wsg_worker_drain(struct wsg_worker *w);
+
+/* Prepares a worker (loop, rng, spare fd); listening sockets come from wsg_worker_listen. */
+int wsg_worker_init(struct wsg_worker *w, int id, struct wsg_shared *sh);
+
+/* Takes ownership of an accepted client socket. */
+void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* Drain one connection: idle ones close now, WebSockets get 1001, HTTP exchanges finish first. */
+void wsg_conn_drain(struct wsg_conn *c);
+/* Frees a connection at once (end of the drain window). */
+void wsg_conn_abort(struct wsg_conn *c);
+struct wsg_conn *wsg_conn_next(const struct wsg_conn *c);
+
+#endif

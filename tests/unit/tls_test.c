@@ -1,0 +1,763 @@
+/*
+ * tls_test.c - tls/ against a real mbedTLS client: both ends talk through two wsg_bufs in memory
+ * (client -> c2s -> wsg_tls -> s2c -> client) and the test pumps them until each step is done.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mbedtls/ecp.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509.h>
+#include <mbedtls/x509_crt.h>
+#include <psa/crypto.h>
+
+#include "gateway/buf.h"
+#include "tls/tls.h"
+
+#define BUFCAP (64u * 1024u)
+
+static struct wsg_rng *rng;
+static char dir[64];
+/* Three generated pairs on disk: D (default: default.test, localhost), A (a.test), B (*.b.test). */
+static char d_crt[128], d_key[128], a_crt[128], a_key[128], b_crt[128], b_key[128];
+static char x_crt[128], x_key[128]; /* expired on 2024-01-01 */
+
+static int rng_cb(void *p, unsigned char *dst, size_t len)
+{
+    return wsg_rng_fill(p, dst, len) == 0 ? 0 : MBEDTLS_ERR_SSL_NO_RNG;
+}
+
+/* ---- a client wired to a server wsg_tls ---- */
+
+struct link {
+    struct wsg_buf c2s, s2c;
+    mbedtls_ssl_config ccfg;
+    mbedtls_ssl_context cli;
+    struct wsg_tls *srv;
+    mbedtls_ssl_session saved;
+    int have_session;
+};
+
+static int cli_send(void *ctx, const unsigned char *src, size_t len)
+{
+    struct link *l = ctx;
+    size_t n = wsg_buf_put(&l->c2s, src, len);
+    return n != 0 ? (int)n : MBEDTLS_ERR_SSL_WANT_WRITE;
+}
+
+static int cli_recv(void *ctx, unsigned char *dst, size_t len)
+{
+    struct link *l = ctx;
+    size_t n = wsg_buf_take(&l->s2c, dst, len);
+    return n != 0 ? (int)n : MBEDTLS_ERR_SSL_WANT_READ;
+}
+
+static const char *cli_alpn[] = {"http/1.1", NULL};
+
+enum { ANY_VERSION = 0, TLS12_ONLY = 1 };
+
+static void link_open(struct link *l, struct wsg_tls_store *st, const char *sni, int tls12,
+                      const mbedtls_ssl_session *resume)
+{
+    memset(l, 0, sizeof(*l));
+    wsg_buf_setup(&l->c2s, BUFCAP);
+    wsg_buf_setup(&l->s2c, BUFCAP);
+    mbedtls_ssl_config_init(&l->ccfg);
+    mbedtls_ssl_init(&l->cli);
+    mbedtls_ssl_session_init(&l->saved);
+    assert_int_equal(mbedtls_ssl_config_defaults(&l->ccfg, MBEDTLS_SSL_IS_CLIENT,
+                                                 MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT),
+                     0);
+    mbedtls_ssl_conf_authmode(&l->ccfg, MBEDTLS_SSL_VERIFY_NONE);
+    mbedtls_ssl_conf_rng(&l->ccfg, rng_cb, rng);
+    assert_int_equal(mbedtls_ssl_conf_alpn_protocols(&l->ccfg, cli_alpn), 0);
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        &l->ccfg, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+    if (tls12)
+        mbedtls_ssl_conf_max_tls_version(&l->ccfg, MBEDTLS_SSL_VERSION_TLS1_2);
+    assert_int_equal(mbedtls_ssl_setup(&l->cli, &l->ccfg), 0);
+    mbedtls_ssl_set_bio(&l->cli, l, cli_send, cli_recv, NULL);
+    if (sni != NULL)
+        assert_int_equal(mbedtls_ssl_set_hostname(&l->cli, sni), 0);
+    if (resume != NULL)
+        assert_int_equal(mbedtls_ssl_set_session(&l->cli, resume), 0);
+    l->srv = wsg_tls_new(st, &l->c2s, &l->s2c);
+    assert_non_null(l->srv);
+}
+
+static void link_close(struct link *l)
+{
+    wsg_tls_free(l->srv);
+    mbedtls_ssl_free(&l->cli);
+    mbedtls_ssl_config_free(&l->ccfg);
+    mbedtls_ssl_session_free(&l->saved);
+    wsg_buf_free(&l->c2s);
+    wsg_buf_free(&l->s2c);
+}
+
+static int want(int ret)
+{
+    return ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE;
+}
+
+/* Pumps both handshakes until both are done. Returns the server's final wsg code. */
+static int link_handshake(struct link *l)
+{
+    int cdone = 0, sdone = 0;
+    for (int i = 0; i < 100 && !(cdone && sdone); i++) {
+        if (!cdone) {
+            int c = mbedtls_ssl_handshake(&l->cli);
+            if (c == 0)
+                cdone = 1;
+            else if (!want(c))
+                fail_msg("client handshake: -0x%04x", (unsigned)-c);
+        }
+        if (!sdone) {
+            int s = wsg_tls_handshake(l->srv);
+            if (s == WSG_OK)
+                sdone = 1;
+            else if (s != WSG_AGAIN)
+                return s;
+        }
+    }
+    assert_true(cdone && sdone);
+    if (mbedtls_ssl_get_version_number(&l->cli) == MBEDTLS_SSL_VERSION_TLS1_2)
+        l->have_session = mbedtls_ssl_get_session(&l->cli, &l->saved) == 0;
+    return WSG_OK;
+}
+
+/* Client reads until WANT_READ, appending to dst; keeps any TLS 1.3 ticket. Returns the count. */
+static size_t cli_drain(struct link *l, uint8_t *dst, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        uint8_t scratch[512];
+        uint8_t *p = dst != NULL ? dst + got : scratch;
+        size_t room = dst != NULL ? cap - got : sizeof(scratch);
+        if (room == 0)
+            return got;
+        int r = mbedtls_ssl_read(&l->cli, p, room);
+        if (r > 0) {
+            if (dst != NULL)
+                got += (size_t)r;
+            continue;
+        }
+        if (r == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+            mbedtls_ssl_session_free(&l->saved);
+            mbedtls_ssl_session_init(&l->saved);
+            l->have_session = mbedtls_ssl_get_session(&l->cli, &l->saved) == 0;
+            continue;
+        }
+        if (r == MBEDTLS_ERR_SSL_WANT_READ && wsg_buf_len(&l->s2c) != 0)
+            continue; /* stopped after a post-handshake message; more records wait */
+        if (want(r))
+            return got;
+        fail_msg("client read: -0x%04x", (unsigned)-r);
+    }
+}
+
+/* Server reads until WSG_AGAIN in small pieces, appending to dst. Returns the count. */
+static size_t srv_drain(struct link *l, uint8_t *dst, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        size_t room = cap - got < 1000 ? cap - got : 1000;
+        if (room == 0)
+            return got;
+        ssize_t r = wsg_tls_read(l->srv, dst + got, room);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        assert_int_equal(r, WSG_AGAIN);
+        assert_int_equal(wsg_tls_pending(l->srv), 0);
+        return got;
+    }
+}
+
+static void fill_pattern(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)((i * 31u + seed) ^ (i >> 8));
+}
+
+/* ---- fixtures ---- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void gen_pair(const char *crt, const char *key, const char *const *names, size_t n)
+{
+    char cpem[8192], kpem[1024], err[WSG_ERRLEN];
+    if (wsg_tls_gen_selfsigned(names, n, 30, cpem, sizeof(cpem), kpem, sizeof(kpem), err) != 0)
+        fail_msg("gen_selfsigned: %s", err);
+    write_file(crt, cpem);
+    write_file(key, kpem);
+}
+
+/* A pair valid from 2023-01-01 to 2024-01-01, written with mbedTLS directly. */
+static void gen_expired(const char *crt_path, const char *key_path)
+{
+    mbedtls_pk_context key;
+    mbedtls_x509write_cert w;
+    unsigned char cpem[4096], kpem[1024], serial[1] = {1};
+    mbedtls_pk_init(&key);
+    mbedtls_x509write_crt_init(&w);
+    assert_int_equal(mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
+    assert_int_equal(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(key), rng_cb, rng), 0);
+    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&w, &key);
+    mbedtls_x509write_crt_set_issuer_key(&w, &key);
+    assert_int_equal(mbedtls_x509write_crt_set_subject_name(&w, "CN=old.test"), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_issuer_name(&w, "CN=old.test"), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_serial_raw(&w, serial, 1), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_validity(&w, "20230101000000", "20240101000000"), 0);
+    assert_int_equal(mbedtls_x509write_crt_pem(&w, cpem, sizeof(cpem), rng_cb, rng), 0);
+    assert_int_equal(mbedtls_pk_write_key_pem(&key, kpem, sizeof(kpem)), 0);
+    write_file(crt_path, (const char *)cpem);
+    write_file(key_path, (const char *)kpem);
+    mbedtls_x509write_crt_free(&w);
+    mbedtls_pk_free(&key);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (psa_crypto_init() != PSA_SUCCESS || (rng = wsg_rng_new()) == NULL)
+        return -1;
+    snprintf(dir, sizeof(dir), "/tmp/tls_test.XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(d_crt, sizeof(d_crt), "%s/d.crt", dir);
+    snprintf(d_key, sizeof(d_key), "%s/d.key", dir);
+    snprintf(a_crt, sizeof(a_crt), "%s/a.crt", dir);
+    snprintf(a_key, sizeof(a_key), "%s/a.key", dir);
+    snprintf(b_crt, sizeof(b_crt), "%s/b.crt", dir);
+    snprintf(b_key, sizeof(b_key), "%s/b.key", dir);
+    snprintf(x_crt, sizeof(x_crt), "%s/x.crt", dir);
+    snprintf(x_key, sizeof(x_key), "%s/x.key", dir);
+    static const char *const dn[] = {"default.test", "localhost"}, *const an[] = {"a.test"},
+                             *const bn[] = {"*.b.test"};
+    gen_pair(d_crt, d_key, dn, 2);
+    gen_pair(a_crt, a_key, an, 1);
+    gen_pair(b_crt, b_key, bn, 1);
+    gen_expired(x_crt, x_key);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    const char *files[] = {d_crt, d_key, a_crt, a_key, b_crt, b_key, x_crt, x_key};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        unlink(files[i]);
+    char mixed[160];
+    snprintf(mixed, sizeof(mixed), "%s/garbage.crt", dir);
+    unlink(mixed);
+    rmdir(dir);
+    wsg_rng_free(rng);
+    return 0;
+}
+
+static struct wsg_tls_store *store_generated(uint32_t tickets)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1"};
+    struct wsg_tls_settings s = {.gen_names = names, .ngen_names = 2, .ticket_lifetime = tickets};
+    struct wsg_tls_store *st;
+    char err[WSG_ERRLEN];
+    if (wsg_tls_store_new(&st, &s, err) != 0)
+        fail_msg("store_new: %s", err);
+    return st;
+}
+
+static const struct wsg_tls_pair three[] = {{d_crt, d_key}, {a_crt, a_key}, {b_crt, b_key}};
+
+static struct wsg_tls_store *store_files(uint32_t tickets)
+{
+    struct wsg_tls_settings s = {.pairs = three, .npairs = 3, .ticket_lifetime = tickets};
+    struct wsg_tls_store *st;
+    char err[WSG_ERRLEN];
+    if (wsg_tls_store_new(&st, &s, err) != 0)
+        fail_msg("store_new: %s", err);
+    return st;
+}
+
+/* ---- tests ---- */
+
+static void test_tls13_data(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_generated(0);
+    struct link l;
+    link_open(&l, st, "localhost", ANY_VERSION, NULL);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    assert_string_equal(wsg_tls_version(l.srv), "TLSv1.3");
+    assert_memory_equal(wsg_tls_cipher(l.srv), "TLS1-3-", 7);
+    assert_string_equal(wsg_tls_sni(l.srv), "localhost");
+    assert_false(wsg_tls_resumed(l.srv));
+    assert_string_equal(mbedtls_ssl_get_alpn_protocol(&l.cli), "http/1.1");
+    assert_int_equal(wsg_tls_store_generation(st), 1);
+
+    /* server -> client: 100 KiB in record-sized pieces, WSG_AGAIN when s2c is full */
+    enum { BIG = 100 * 1024 };
+    uint8_t *out = malloc(BIG), *in = malloc(BIG);
+    assert_non_null(out);
+    assert_non_null(in);
+    fill_pattern(out, BIG, 7);
+    size_t off = 0, got = 0;
+    int agains = 0;
+    while (off < BIG) {
+        uint32_t before = wsg_buf_len(&l.s2c);
+        ssize_t n = wsg_tls_write(l.srv, out + off, BIG - off);
+        if (n > 0) {
+            assert_true(n <= 16384);
+            assert_true(wsg_buf_len(&l.s2c) - before <= (size_t)n + wsg_tls_write_reserve(l.srv) - 16384);
+            off += (size_t)n;
+        } else {
+            assert_int_equal(n, WSG_AGAIN);
+            assert_true(wsg_buf_room(&l.s2c) < wsg_tls_write_reserve(l.srv));
+            agains++;
+            got += cli_drain(&l, in + got, BIG - got);
+        }
+    }
+    got += cli_drain(&l, in + got, BIG - got);
+    assert_true(agains > 0);
+    assert_int_equal(got, BIG);
+    assert_memory_equal(in, out, BIG);
+
+    /* client -> server: 100 KiB, the server reads in 1000-byte pieces until WSG_AGAIN */
+    fill_pattern(out, BIG, 99);
+    memset(in, 0, BIG);
+    off = got = 0;
+    while (off < BIG) {
+        int r = mbedtls_ssl_write(&l.cli, out + off, BIG - off);
+        if (r > 0)
+            off += (size_t)r;
+        else if (r == MBEDTLS_ERR_SSL_WANT_WRITE)
+            got += srv_drain(&l, in + got, BIG - got); /* then retry with the same arguments */
+        else
+            fail_msg("client write: -0x%04x", (unsigned)-r);
+    }
+    got += srv_drain(&l, in + got, BIG - got);
+    assert_int_equal(got, BIG);
+    assert_memory_equal(in, out, BIG);
+
+    /* decrypted bytes wait inside mbedTLS: a short read leaves some pending with cin empty */
+    assert_int_equal(mbedtls_ssl_write(&l.cli, out, 5000), 5000);
+    uint8_t small[100];
+    assert_int_equal(wsg_tls_read(l.srv, small, sizeof(small)), 100);
+    assert_int_equal(wsg_buf_len(&l.c2s), 0);
+    assert_int_equal(wsg_tls_pending(l.srv), 4900);
+    assert_int_equal(srv_drain(&l, in, BIG), 4900);
+
+    /* close_notify both ways */
+    wsg_tls_close_notify(l.srv);
+    assert_int_equal(mbedtls_ssl_read(&l.cli, small, sizeof(small)), MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+    assert_int_equal(mbedtls_ssl_close_notify(&l.cli), 0);
+    assert_int_equal(wsg_tls_read(l.srv, small, sizeof(small)), WSG_EOF);
+
+    free(out);
+    free(in);
+    link_close(&l);
+    wsg_tls_store_free(st);
+}
+
+/* Buffers smaller than one record: the handshake goes through in pieces and writes shrink. */
+static void test_small_buffers(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_generated(3600);
+    struct link l;
+    link_open(&l, st, "localhost", ANY_VERSION, NULL);
+    wsg_buf_setup(&l.c2s, 700);
+    wsg_buf_setup(&l.s2c, 700);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    uint8_t out[5000], in[5000];
+    fill_pattern(out, sizeof(out), 3);
+    size_t off = 0, got = 0;
+    while (off < sizeof(out)) {
+        ssize_t n = wsg_tls_write(l.srv, out + off, sizeof(out) - off);
+        if (n > 0)
+            off += (size_t)n;
+        else
+            assert_int_equal(n, WSG_AGAIN);
+        got += cli_drain(&l, in + got, sizeof(in) - got);
+    }
+    got += cli_drain(&l, in + got, sizeof(in) - got);
+    assert_int_equal(got, sizeof(out));
+    assert_memory_equal(in, out, sizeof(out));
+    link_close(&l);
+    wsg_tls_store_free(st);
+}
+
+static void test_tls12_suite(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_generated(0);
+    struct link l;
+    link_open(&l, st, NULL, TLS12_ONLY, NULL);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    assert_string_equal(wsg_tls_version(l.srv), "TLSv1.2");
+    const char *c = wsg_tls_cipher(l.srv);
+    assert_non_null(strstr(c, "ECDHE-ECDSA"));
+    assert_true(strstr(c, "GCM") != NULL || strstr(c, "CHACHA20-POLY1305") != NULL);
+    assert_null(wsg_tls_sni(l.srv));
+
+    uint8_t buf[64];
+    assert_int_equal(wsg_tls_write(l.srv, "hello", 5), 5);
+    assert_int_equal(cli_drain(&l, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(mbedtls_ssl_write(&l.cli, (const unsigned char *)"world", 5), 5);
+    assert_int_equal(wsg_tls_read(l.srv, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "world", 5);
+    assert_int_equal(wsg_tls_read(l.srv, buf, sizeof(buf)), WSG_AGAIN);
+    link_close(&l);
+    wsg_tls_store_free(st);
+}
+
+/* The certificate the client received equals the leaf in path. */
+static void assert_peer_is(struct link *l, const char *path)
+{
+    mbedtls_x509_crt want_crt;
+    mbedtls_x509_crt_init(&want_crt);
+    assert_int_equal(mbedtls_x509_crt_parse_file(&want_crt, path), 0);
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&l->cli);
+    assert_non_null(peer);
+    assert_int_equal(peer->raw.len, want_crt.raw.len);
+    assert_memory_equal(peer->raw.p, want_crt.raw.p, want_crt.raw.len);
+    mbedtls_x509_crt_free(&want_crt);
+}
+
+static void sni_case(struct wsg_tls_store *st, const char *sni, int tls12, const char *expect)
+{
+    struct link l;
+    link_open(&l, st, sni, tls12, NULL);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    assert_peer_is(&l, expect);
+    if (sni != NULL)
+        assert_string_equal(wsg_tls_sni(l.srv), sni);
+    else
+        assert_null(wsg_tls_sni(l.srv));
+    link_close(&l);
+}
+
+static void test_sni(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(0);
+    sni_case(st, "x.b.test", ANY_VERSION, b_crt);
+    sni_case(st, "a.test", ANY_VERSION, a_crt);
+    sni_case(st, "A.Test", ANY_VERSION, a_crt);
+    sni_case(st, "zzz.test", ANY_VERSION, d_crt);
+    sni_case(st, "y.x.b.test", ANY_VERSION, d_crt); /* a wildcard covers one label only */
+    sni_case(st, "b.test", ANY_VERSION, d_crt);
+    sni_case(st, NULL, ANY_VERSION, d_crt);
+    sni_case(st, "x.b.test", TLS12_ONLY, b_crt);
+    sni_case(st, "nope.test", TLS12_ONLY, d_crt);
+    wsg_tls_store_free(st);
+}
+
+/* Connects, exchanges a byte each way, returns whether the server says resumed. Saves the
+ * client's session in *save when given. */
+static int connect_once(struct wsg_tls_store *st, int tls12, const mbedtls_ssl_session *resume,
+                        mbedtls_ssl_session *save)
+{
+    struct link l;
+    uint8_t b;
+    link_open(&l, st, "localhost", tls12, resume);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    assert_int_equal(wsg_tls_write(l.srv, "x", 1), 1);
+    assert_int_equal(cli_drain(&l, &b, 1), 1);
+    int resumed = wsg_tls_resumed(l.srv);
+    if (save != NULL) {
+        assert_true(l.have_session);
+        mbedtls_ssl_session_free(save);
+        *save = l.saved; /* move it out: link_close frees l.saved */
+        mbedtls_ssl_session_init(&l.saved);
+    }
+    link_close(&l);
+    return resumed;
+}
+
+static void test_tickets(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(3600);
+    mbedtls_ssl_session s13, s12;
+    mbedtls_ssl_session_init(&s13);
+    mbedtls_ssl_session_init(&s12);
+
+    assert_false(connect_once(st, ANY_VERSION, NULL, &s13));
+    assert_true(connect_once(st, ANY_VERSION, &s13, NULL));
+    assert_false(connect_once(st, TLS12_ONLY, NULL, &s12));
+    assert_true(connect_once(st, TLS12_ONLY, &s12, NULL));
+
+    /* the ticket keys live in the store: resumption survives a reload */
+    char err[WSG_ERRLEN];
+    struct wsg_tls_settings s = {.pairs = three, .npairs = 3, .ticket_lifetime = 3600};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), 0);
+    assert_int_equal(wsg_tls_store_generation(st), 2);
+    assert_true(connect_once(st, ANY_VERSION, &s13, NULL));
+    assert_true(connect_once(st, TLS12_ONLY, &s12, NULL));
+
+    mbedtls_ssl_session_free(&s13);
+    mbedtls_ssl_session_free(&s12);
+    wsg_tls_store_free(st);
+
+    /* ticket_lifetime 0: no tickets, a full handshake every time */
+    st = store_files(0);
+    mbedtls_ssl_session_init(&s12);
+    assert_false(connect_once(st, TLS12_ONLY, NULL, &s12));
+    assert_false(connect_once(st, TLS12_ONLY, &s12, NULL));
+    mbedtls_ssl_session_free(&s12);
+    wsg_tls_store_free(st);
+}
+
+static void test_reload_and_generations(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(0);
+    char err[WSG_ERRLEN];
+    assert_int_equal(wsg_tls_store_generation(st), 1);
+    assert_int_equal(wsg_tls_store_live_generations(st), 1);
+
+    /* an old connection keeps generation 1 alive across a good reload */
+    struct link old;
+    link_open(&old, st, "a.test", ANY_VERSION, NULL);
+    assert_int_equal(link_handshake(&old), WSG_OK);
+    const struct wsg_tls_pair swapped[] = {{a_crt, a_key}};
+    struct wsg_tls_settings s = {.pairs = swapped, .npairs = 1};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), 0);
+    assert_int_equal(wsg_tls_store_generation(st), 2);
+    assert_int_equal(wsg_tls_store_live_generations(st), 2);
+    assert_int_equal(wsg_tls_write(old.srv, "ok", 2), 2); /* still serving on generation 1 */
+    uint8_t b[4];
+    assert_int_equal(cli_drain(&old, b, sizeof(b)), 2);
+    link_close(&old);
+    assert_int_equal(wsg_tls_store_live_generations(st), 1);
+    sni_case(st, "zzz.test", ANY_VERSION, a_crt); /* the new default */
+
+    /* key/cert mismatch: fails, names the files, generation 2 keeps serving */
+    const struct wsg_tls_pair bad[] = {{d_crt, d_key}, {a_crt, b_key}};
+    s = (struct wsg_tls_settings){.pairs = bad, .npairs = 2};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), -1);
+    assert_non_null(strstr(err, b_key));
+    assert_non_null(strstr(err, a_crt));
+    assert_non_null(strstr(err, "does not match"));
+    assert_int_equal(wsg_tls_store_generation(st), 2);
+    assert_int_equal(wsg_tls_store_live_generations(st), 1);
+    sni_case(st, "zzz.test", ANY_VERSION, a_crt);
+
+    /* unparsable certificate and missing key file name the file too */
+    char garbage[160];
+    snprintf(garbage, sizeof(garbage), "%s/garbage.crt", dir);
+    write_file(garbage, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+    const struct wsg_tls_pair unparsable[] = {{garbage, a_key}};
+    s = (struct wsg_tls_settings){.pairs = unparsable, .npairs = 1};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), -1);
+    assert_non_null(strstr(err, garbage));
+    assert_non_null(strstr(err, "cannot parse certificate"));
+    const struct wsg_tls_pair missing[] = {{a_crt, "/nonexistent/k.pem"}};
+    s = (struct wsg_tls_settings){.pairs = missing, .npairs = 1};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), -1);
+    assert_non_null(strstr(err, "/nonexistent/k.pem: cannot parse private key"));
+    assert_int_equal(wsg_tls_store_generation(st), 2);
+    assert_int_equal(wsg_tls_store_live_generations(st), 1);
+
+    const struct wsg_tls_pair expired[] = {{x_crt, x_key}};
+    s = (struct wsg_tls_settings){.pairs = expired, .npairs = 1};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), -1);
+    char want_msg[200];
+    snprintf(want_msg, sizeof(want_msg), "%s: certificate expired on 2024-01-01", x_crt);
+    assert_string_equal(err, want_msg);
+
+    /* a bad store_new reports the same way and leaves nothing behind */
+    struct wsg_tls_store *none = (struct wsg_tls_store *)&err;
+    s = (struct wsg_tls_settings){.pairs = bad, .npairs = 2};
+    assert_int_equal(wsg_tls_store_new(&none, &s, err), -1);
+    assert_null(none);
+    wsg_tls_store_free(st);
+}
+
+struct churn {
+    struct wsg_tls_store *st;
+    int failures;
+};
+
+static void *churn_thread(void *arg)
+{
+    struct churn *c = arg;
+    for (int i = 0; i < 300; i++) {
+        struct wsg_buf in, out;
+        wsg_buf_setup(&in, 1024);
+        wsg_buf_setup(&out, 1024);
+        struct wsg_tls *t = wsg_tls_new(c->st, &in, &out);
+        if (t == NULL || wsg_tls_handshake(t) != WSG_AGAIN)
+            c->failures++;
+        wsg_tls_free(t);
+        wsg_buf_free(&in);
+        wsg_buf_free(&out);
+    }
+    return NULL;
+}
+
+/* wsg_tls_new/free on four threads while the main thread reloads. */
+static void test_reload_concurrent(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(600);
+    struct churn c[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (struct churn){st, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, churn_thread, &c[i]), 0);
+    }
+    char err[WSG_ERRLEN];
+    struct wsg_tls_settings s = {.pairs = three, .npairs = 3, .ticket_lifetime = 600};
+    for (int i = 0; i < 10; i++)
+        if (wsg_tls_store_reload(st, &s, err) != 0)
+            fail_msg("reload: %s", err);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(c[i].failures, 0);
+    }
+    assert_int_equal(wsg_tls_store_generation(st), 11);
+    assert_int_equal(wsg_tls_store_live_generations(st), 1);
+    wsg_tls_store_free(st);
+}
+
+static void test_selfsigned(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"localhost", "127.0.0.1", "::1", "example.test"};
+    char cpem[8192], kpem[1024], err[WSG_ERRLEN];
+    assert_int_equal(wsg_tls_gen_selfsigned(names, 4, 10, cpem, sizeof(cpem), kpem, sizeof(kpem), err), 0);
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context key;
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_pk_init(&key);
+    assert_int_equal(mbedtls_x509_crt_parse(&crt, (const unsigned char *)cpem, strlen(cpem) + 1), 0);
+    assert_int_equal(
+        mbedtls_pk_parse_key(&key, (const unsigned char *)kpem, strlen(kpem) + 1, NULL, 0, rng_cb, rng), 0);
+    assert_int_equal(mbedtls_pk_check_pair(&crt.pk, &key, rng_cb, rng), 0);
+    assert_int_equal(mbedtls_pk_get_type(&key), MBEDTLS_PK_ECKEY);
+    assert_false(mbedtls_x509_time_is_past(&crt.valid_to));
+    assert_false(mbedtls_x509_time_is_future(&crt.valid_from));
+
+    char dn[128];
+    assert_true(mbedtls_x509_dn_gets(dn, sizeof(dn), &crt.subject) > 0);
+    assert_string_equal(dn, "CN=localhost");
+
+    int dns_localhost = 0, dns_example = 0, ip4 = 0, ip6 = 0;
+    static const unsigned char v4[4] = {127, 0, 0, 1}, v6[16] = {[15] = 1};
+    for (const mbedtls_x509_sequence *s = &crt.subject_alt_names; s != NULL; s = s->next) {
+        mbedtls_x509_subject_alternative_name san;
+        memset(&san, 0, sizeof(san));
+        assert_int_equal(mbedtls_x509_parse_subject_alt_name(&s->buf, &san), 0);
+        const mbedtls_x509_buf *v = &san.san.unstructured_name;
+        if (san.type == MBEDTLS_X509_SAN_DNS_NAME && v->len == 9 && memcmp(v->p, "localhost", 9) == 0)
+            dns_localhost = 1;
+        if (san.type == MBEDTLS_X509_SAN_DNS_NAME && v->len == 12 && memcmp(v->p, "example.test", 12) == 0)
+            dns_example = 1;
+        if (san.type == MBEDTLS_X509_SAN_IP_ADDRESS && v->len == 4 && memcmp(v->p, v4, 4) == 0)
+            ip4 = 1;
+        if (san.type == MBEDTLS_X509_SAN_IP_ADDRESS && v->len == 16 && memcmp(v->p, v6, 16) == 0)
+            ip6 = 1;
+        mbedtls_x509_free_subject_alt_name(&san);
+    }
+    assert_true(dns_localhost && dns_example && ip4 && ip6);
+    assert_int_equal(mbedtls_x509_crt_check_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE), 0);
+
+    /* too small an output buffer is an error, not an overflow */
+    assert_int_equal(wsg_tls_gen_selfsigned(names, 4, 10, cpem, 100, kpem, sizeof(kpem), err), -1);
+    assert_int_equal(wsg_tls_gen_selfsigned(names, 0, 10, cpem, sizeof(cpem), kpem, sizeof(kpem), err), -1);
+    mbedtls_pk_free(&key);
+    mbedtls_x509_crt_free(&crt);
+}
+
+static void bad_hello(struct wsg_tls_store *st, const void *bytes, size_t len, const char *expect)
+{
+    struct wsg_buf cin, cout;
+    wsg_buf_setup(&cin, BUFCAP);
+    wsg_buf_setup(&cout, BUFCAP);
+    struct wsg_tls *t = wsg_tls_new(st, &cin, &cout);
+    assert_non_null(t);
+    assert_int_equal(wsg_buf_put(&cin, bytes, len), len);
+    int r = WSG_AGAIN;
+    for (int i = 0; i < 4 && r == WSG_AGAIN; i++)
+        r = wsg_tls_handshake(t);
+    assert_int_equal(r, WSG_ERR);
+    if (strstr(wsg_tls_error(t), expect) == NULL)
+        fail_msg("error \"%s\" lacks \"%s\"", wsg_tls_error(t), expect);
+    wsg_tls_free(t);
+    wsg_buf_free(&cin);
+    wsg_buf_free(&cout);
+}
+
+static void test_bad_client_hello(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_generated(0);
+    static const char http[] = "GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    bad_hello(st, http, sizeof(http) - 1, "TLS handshake");
+
+    /* A TLS 1.0-only ClientHello: version 3.1, one suite (AES128-SHA), no extensions. */
+    uint8_t hello[5 + 4 + 2 + 32 + 1 + 4 + 2];
+    size_t body = sizeof(hello) - 9;
+    uint8_t *p = hello;
+    *p++ = 0x16, *p++ = 3, *p++ = 1, *p++ = 0, *p++ = (uint8_t)(body + 4);
+    *p++ = 1, *p++ = 0, *p++ = 0, *p++ = (uint8_t)body;
+    *p++ = 3, *p++ = 1;
+    memset(p, 0x5a, 32), p += 32;
+    *p++ = 0;
+    *p++ = 0, *p++ = 2, *p++ = 0x00, *p++ = 0x2f;
+    *p++ = 1, *p++ = 0;
+    assert_int_equal((size_t)(p - hello), sizeof(hello));
+    bad_hello(st, hello, sizeof(hello), "unsupported protocol version");
+
+    /* Random bytes after a plausible record header */
+    uint8_t junk[300];
+    assert_int_equal(wsg_rng_fill(rng, junk, sizeof(junk)), 0);
+    junk[0] = 0x16, junk[1] = 3, junk[2] = 1, junk[3] = 1, junk[4] = 0x20;
+    bad_hello(st, junk, sizeof(junk), "TLS handshake");
+    wsg_tls_store_free(st);
+}
+
+static void test_rng(void **state)
+{
+    (void)state;
+    uint8_t a[3000], b[3000];
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    assert_int_equal(wsg_rng_fill(rng, a, sizeof(a)), 0); /* more than one DRBG request */
+    assert_int_equal(wsg_rng_fill(rng, b, sizeof(b)), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+    assert_memory_not_equal(a + 2000, b + 2000, 1000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tls13_data),        cmocka_unit_test(test_small_buffers),
+        cmocka_unit_test(test_tls12_suite),       cmocka_unit_test(test_sni),
+        cmocka_unit_test(test_tickets),           cmocka_unit_test(test_reload_and_generations),
+        cmocka_unit_test(test_reload_concurrent), cmocka_unit_test(test_selfsigned),
+        cmocka_unit_test(test_bad_client_hello),  cmocka_unit_test(test_rng),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

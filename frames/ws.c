@@ -1,0 +1,545 @@
+/*
+ * ws.c - the frame-by-frame relay of one WebSocket direction: decode from a wsg_buf with a
+ * wslay_frame context, validate against RFC 6455 §5 and §7, re-encode onto the other hop with a
+ * second wslay_frame context, keeping FIN, opcode and frame boundaries exactly. Also sends the
+ * gateway's own close frames on that hop.
+ *
+ * How the decoder is fed: wslay_frame_recv reports a frame's header only together with its first
+ * payload byte, and reads ahead up to 4 KiB into its own buffer. So each header is first checked
+ * here, straight from src (size limits and every header rule hold before any payload is read,
+ * even before wslay sees the header), and then the recv callback hands wslay exactly that one
+ * frame's bytes, never a byte of the next frame. Bytes taken from src are therefore either
+ * decoded or inside the frame in progress; after a close frame src keeps whatever follows.
+ *
+ * Memory: two wslay contexts (4 KiB input buffer each), a 125-byte close gather buffer and a
+ * 125-byte gateway close; payload chunks point into the decoder's buffer and are pushed to the
+ * encoder before the decoder is asked for more. Never a whole message.
+ */
+#include "frames/ws.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <wslay/wslay.h>
+
+#include "gateway/buf.h"
+
+enum gw_close_state {
+    GW_NONE,    /* the gateway has not asked for a close */
+    GW_PENDING, /* asked; waits for the encoder to finish the frame in progress */
+    GW_SENDING, /* being pushed through the encoder */
+    GW_DONE     /* handed to the sink completely (or a close already went out on this hop) */
+};
+
+struct wsg_ws_relay {
+    enum wsg_ws_dir dir;
+    struct wsg_ws_limits lim;
+    struct wsg_buf *src;
+    wsg_ws_sink_fn sink;
+    void *sink_ctx;
+    wsg_ws_rng_fn rng;
+    void *rng_ctx;
+    wslay_frame_context_ptr dec; /* input hop, reads src through ws_recv_cb */
+    wslay_frame_context_ptr enc; /* output hop, writes the sink through ws_send_cb */
+    uint64_t moved;              /* bytes taken from src plus bytes given to the sink: progress */
+
+    /* Input: the frame whose header passed the gate. */
+    int in_frame; /* header validated; payload being decoded */
+    int in_done;  /* a close frame was read completely: read nothing more */
+    uint8_t in_fin, in_opcode;
+    uint64_t in_len;  /* payload length from the header */
+    uint64_t in_got;  /* payload bytes decoded so far */
+    uint64_t in_feed; /* bytes of this frame (header included) not yet handed to wslay */
+
+    /* Message: §5.4 fragmentation state. */
+    uint8_t msg_opcode; /* opcode of the data message in progress; 0 between messages */
+    uint64_t msg_len;   /* payload bytes of the message so far, as announced by its headers */
+    uint32_t utf8;      /* DFA state across the fragments of a text message */
+
+    /* A close frame is gathered (≤125 bytes) and validated before it is forwarded. */
+    uint8_t close_buf[125];
+    size_t close_len;
+
+    /* Output: the frame being encoded and the chunk being pushed into it. */
+    struct wslay_frame_iocb out; /* fin, rsv, opcode, payload_length, mask of the frame */
+    int out_busy;                /* the encoder is mid-frame */
+    uint64_t out_sent;           /* payload bytes of the frame accepted by the encoder */
+    const uint8_t *chunk;        /* decoded bytes waiting to go out (points into dec or close_buf) */
+    size_t chunk_len, chunk_off;
+    int chunk_pending;
+
+    /* The gateway's own close frame. */
+    enum gw_close_state gw;
+    uint8_t gw_buf[125];
+    size_t gw_len;
+
+    int closed;      /* a close frame went out completely on this hop */
+    int sink_failed; /* the sink returned something else than bytes or WSG_AGAIN */
+    int err_code;    /* close code for the sender after a violation; 0 = none */
+    const char *err_reason;
+    struct wsg_ws_stats st;
+};
+
+#define OP_CONT WSLAY_CONTINUATION_FRAME
+#define OP_TEXT WSLAY_TEXT_FRAME
+#define OP_BINARY WSLAY_BINARY_FRAME
+#define OP_CLOSE WSLAY_CONNECTION_CLOSE
+#define OP_PING WSLAY_PING
+#define OP_PONG WSLAY_PONG
+
+/* ---- wslay shims: buffers and sinks only ---- */
+
+static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
+{
+    struct wsg_ws_relay *r = user_data;
+    WSG_UNUSED(flags);
+    if (len > r->in_feed)
+        len = (size_t)r->in_feed; /* never a byte of the next frame */
+    size_t n = wsg_buf_take(r->src, buf, len);
+    if (n == 0)
+        return -1; /* wslay_frame_recv turns any return <= 0 into WSLAY_ERR_WANT_READ */
+    r->in_feed -= n;
+    r->moved += n;
+    return (ssize_t)n;
+}
+
+static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags, void *user_data)
+{
+    struct wsg_ws_relay *r = user_data;
+    WSG_UNUSED(flags);
+    ssize_t n = r->sink(r->sink_ctx, data, len);
+    if (n > 0 && (size_t)n <= len) {
+        r->moved += (uint64_t)n;
+        return n;
+    }
+    if (n != WSG_AGAIN && n != 0)
+        r->sink_failed = 1;
+    return -1; /* wslay_frame_send turns any return <= 0 into WSLAY_ERR_WANT_WRITE */
+}
+
+static int ws_genmask_cb(uint8_t *buf, size_t len, void *user_data)
+{
+    struct wsg_ws_relay *r = user_data;
+    if (r->rng == NULL || r->rng(r->rng_ctx, buf, len) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static int fail(struct wsg_ws_relay *r, int code, const char *reason)
+{
+    if (r->err_code == 0) {
+        r->err_code = code;
+        r->err_reason = reason;
+    }
+    return WSG_ERR;
+}
+
+static int is_control(uint8_t opcode)
+{
+    return (opcode & 0x8) != 0;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
+/* Called when the encoder has taken the last byte of a frame. */
+static void frame_out_done(struct wsg_ws_relay *r)
+{
+    r->out_busy = 0;
+    if (r->out.opcode == OP_CLOSE) {
+        r->closed = 1;
+        r->gw = GW_DONE; /* ours went out, or the relayed one did: either way one close per hop */
+    }
+}
+
+/*
+ * Pushes the pending chunk through the encoder, continuing the frame in r->out.
+ * wslay_frame_send resumes a partially sent header by itself; it returns the payload bytes it
+ * took (0 for an empty frame), or WSLAY_ERR_WANT_WRITE when it could not take any.
+ * @return 1 chunk gone, 0 sink full, WSG_ERR.
+ */
+static int push(struct wsg_ws_relay *r)
+{
+    do {
+        r->out.data = r->chunk + r->chunk_off;
+        r->out.data_length = r->chunk_len - r->chunk_off;
+        r->out_busy = 1; /* from the first call on, wslay holds this frame's header */
+        ssize_t n = wslay_frame_send(r->enc, &r->out);
+        if (r->sink_failed)
+            return fail(r, 1011, "output failed");
+        if (n == WSLAY_ERR_WANT_WRITE)
+            return 0;
+        if (n < 0)
+            return fail(r, 1011,
+                        n == WSLAY_ERR_INVALID_CALLBACK ? "mask generation failed" : "encoder error");
+        r->chunk_off += (size_t)n;
+        r->out_sent += (uint64_t)n;
+    } while (r->chunk_off < r->chunk_len);
+    r->chunk_pending = 0;
+    if (r->out_sent == r->out.payload_length)
+        frame_out_done(r);
+    return 1;
+}
+
+/* Starts a new output frame carrying data (its first or only chunk). */
+static void start_out(struct wsg_ws_relay *r, uint8_t fin, uint8_t opcode, uint64_t payload_len)
+{
+    memset(&r->out, 0, sizeof(r->out));
+    r->out.fin = fin;
+    r->out.rsv = WSLAY_RSV_NONE;
+    r->out.opcode = opcode;
+    r->out.payload_length = payload_len;
+    /* §5.3: a client masks every frame with a fresh key; a server never masks. */
+    r->out.mask = r->dir == WSG_WS_C2U;
+    r->out_sent = 0;
+}
+
+static void set_chunk(struct wsg_ws_relay *r, const uint8_t *p, size_t len)
+{
+    r->chunk = p;
+    r->chunk_len = len;
+    r->chunk_off = 0;
+    r->chunk_pending = 1;
+}
+
+/* Starts the gateway's close when the encoder is between frames. */
+static void start_gw_close(struct wsg_ws_relay *r)
+{
+    start_out(r, 1, OP_CLOSE, r->gw_len);
+    set_chunk(r, r->gw_buf, r->gw_len);
+    r->gw = GW_SENDING;
+}
+
+/*
+ * Checks the next frame header in src before any of it goes to wslay (§5.2 framing, §5.4
+ * fragmentation, §5.5 control frames, size limits). Rules that need only the first two bytes fire
+ * as soon as those are in; the limits as soon as the extended length is in.
+ * @return 1 header accepted (the frame is now in progress), 0 incomplete, WSG_ERR.
+ */
+static int gate_header(struct wsg_ws_relay *r)
+{
+    uint32_t avail;
+    const uint8_t *p = wsg_buf_peek(r->src, &avail);
+    if (avail < 2)
+        return 0;
+    uint8_t fin = p[0] >> 7, rsv = (p[0] >> 4) & 0x7, opcode = p[0] & 0xf;
+    uint8_t masked = p[1] >> 7, len7 = p[1] & 0x7f;
+
+    /* §5.1: a server closes on an unmasked frame, a client on a masked one. */
+    if (r->dir == WSG_WS_C2U && !masked)
+        return fail(r, 1002, "unmasked client frame");
+    if (r->dir == WSG_WS_U2C && masked)
+        return fail(r, 1002, "masked server frame");
+    /* §5.2: RSV1-3 must be 0 unless an extension defines them; we negotiate none. */
+    if (rsv != 0)
+        return fail(r, 1002, "reserved bit set");
+    /* §5.2: opcodes 3-7 and 0xB-0xF are reserved. */
+    if (!(opcode <= OP_BINARY || (opcode >= OP_CLOSE && opcode <= OP_PONG)))
+        return fail(r, 1002, "reserved opcode");
+    /* §5.5: control frames are never fragmented and carry at most 125 bytes. */
+    if (is_control(opcode) && !fin)
+        return fail(r, 1002, "fragmented control frame");
+    if (is_control(opcode) && len7 > 125)
+        return fail(r, 1002, "control frame over 125 bytes");
+    /* §5.4: continuations only inside a message; no new message inside one (controls may
+     * interleave). */
+    if (opcode == OP_CONT && r->msg_opcode == 0)
+        return fail(r, 1002, "continuation without a message");
+    if ((opcode == OP_TEXT || opcode == OP_BINARY) && r->msg_opcode != 0)
+        return fail(r, 1002, "new message inside a fragmented one");
+
+    size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    if (avail < 2 + ext)
+        return 0;
+    uint64_t len = len7;
+    if (ext != 0) {
+        len = 0;
+        for (size_t i = 0; i < ext; i++)
+            len = (len << 8) | p[2 + i];
+        /* §5.2: the minimal number of bytes must be used, and the 64-bit MSB must be 0. */
+        if ((ext == 2 && len < 126) || (ext == 8 && (len < 65536 || (len >> 63) != 0)))
+            return fail(r, 1002, "bad payload length");
+    }
+    /* §5.5.1: a close body is empty or starts with a 2-byte code. */
+    if (opcode == OP_CLOSE && len == 1)
+        return fail(r, 1002, "close payload of 1 byte");
+    /* §10.4: limits are checked on the header, before any payload is read. */
+    if (r->lim.max_frame != 0 && len > r->lim.max_frame)
+        return fail(r, 1009, "frame exceeds max_frame");
+    if (!is_control(opcode) && r->lim.max_message != 0 &&
+        add_sat(opcode == OP_CONT ? r->msg_len : 0, len) > r->lim.max_message)
+        return fail(r, 1009, "message exceeds max_message");
+
+    size_t hdr = 2 + ext + (masked ? 4 : 0);
+    if (avail < hdr)
+        return 0;
+
+    r->in_frame = 1;
+    r->in_fin = fin;
+    r->in_opcode = opcode;
+    r->in_len = len;
+    r->in_got = 0;
+    r->in_feed = hdr + len;
+    if (opcode == OP_TEXT || opcode == OP_BINARY) {
+        r->msg_opcode = opcode;
+        r->msg_len = 0;
+        r->utf8 = 0;
+    }
+    if (!is_control(opcode))
+        r->msg_len = add_sat(r->msg_len, len);
+    if (opcode == OP_CLOSE)
+        r->close_len = 0;
+    return 1;
+}
+
+/* §5.5.1, §7.4: validates the gathered close body. */
+static int check_close(struct wsg_ws_relay *r)
+{
+    if (r->close_len == 0) {
+        r->st.close_code = 1005; /* §7.1.5: no status code present */
+        return 0;
+    }
+    int code = (r->close_buf[0] << 8) | r->close_buf[1];
+    if (!wsg_ws_close_code_valid(code))
+        return fail(r, 1002, "bad close code");
+    /* §5.5.1: the reason is UTF-8. */
+    if (wsg_utf8_step(0, r->close_buf + 2, r->close_len - 2) != 0)
+        return fail(r, 1007, "invalid UTF-8 in close reason");
+    r->st.close_code = code;
+    return 0;
+}
+
+/* Called when the input frame's last payload byte was decoded and accepted for forwarding. */
+static void frame_in_done(struct wsg_ws_relay *r)
+{
+    r->in_frame = 0;
+    r->st.frames++;
+    if (r->in_opcode == OP_CLOSE)
+        r->in_done = 1; /* §5.5.1: nothing follows a close */
+    if (!is_control(r->in_opcode) && r->in_fin) {
+        r->st.messages++;
+        r->msg_opcode = 0;
+        r->msg_len = 0;
+        r->utf8 = 0;
+    }
+}
+
+/*
+ * Decodes the next payload chunk of the input and makes it the pending output chunk.
+ * @return 1 something happened (call again), 0 src has nothing more now, WSG_ERR.
+ */
+static int pull(struct wsg_ws_relay *r)
+{
+    if (!r->in_frame) {
+        int rc = gate_header(r);
+        if (rc <= 0)
+            return rc;
+    }
+    struct wslay_frame_iocb io;
+    memset(&io, 0, sizeof(io));
+    ssize_t n = wslay_frame_recv(r->dec, &io);
+    if (n == WSLAY_ERR_WANT_READ)
+        return 0;
+    if (n < 0)
+        return fail(r, 1002, "malformed frame"); /* unreachable: the gate checked what wslay checks */
+    uint64_t before = r->in_got;
+    r->in_got += (uint64_t)n;
+    int last = r->in_got == r->in_len;
+    r->st.payload_bytes += (uint64_t)n;
+
+    if (r->in_opcode == OP_CLOSE) {
+        if (n > 0) {
+            memcpy(r->close_buf + r->close_len, io.data, (size_t)n); /* in_len <= 125 by the gate */
+            r->close_len += (size_t)n;
+        }
+        if (!last)
+            return 1;
+        if (check_close(r) < 0)
+            return WSG_ERR;
+        start_out(r, 1, OP_CLOSE, r->in_len);
+        set_chunk(r, r->close_buf, r->close_len);
+        frame_in_done(r);
+        return 1;
+    }
+
+    if (r->msg_opcode == OP_TEXT && !is_control(r->in_opcode)) {
+        /* §5.6, §8.1: text is UTF-8 across the whole message; each chunk is checked before it
+         * goes out, and the message must not end inside a sequence. */
+        uint32_t st = wsg_utf8_step(r->utf8, io.data, (size_t)n);
+        if (st == 1)
+            return fail(r, 1007, "invalid UTF-8");
+        if (last && r->in_fin && st != 0)
+            return fail(r, 1007, "truncated UTF-8");
+        r->utf8 = st;
+    }
+    if (before == 0)
+        start_out(r, r->in_fin, r->in_opcode, r->in_len);
+    set_chunk(r, io.data, (size_t)n);
+    if (last)
+        frame_in_done(r);
+    return 1;
+}
+
+/* Drives only the output: the pending chunk, then a pending gateway close. */
+static int drive_out(struct wsg_ws_relay *r)
+{
+    for (;;) {
+        if (r->chunk_pending) {
+            int rc = push(r);
+            if (rc <= 0)
+                return rc;
+            continue;
+        }
+        if (r->gw == GW_PENDING && !r->out_busy && !r->closed) {
+            start_gw_close(r);
+            continue;
+        }
+        return 1;
+    }
+}
+
+/* ---- API ---- */
+
+struct wsg_ws_relay *wsg_ws_relay_new(enum wsg_ws_dir dir, const struct wsg_ws_limits *lim,
+                                      struct wsg_buf *src, wsg_ws_sink_fn sink, void *sink_ctx,
+                                      wsg_ws_rng_fn rng, void *rng_ctx)
+{
+    static const struct wslay_frame_callbacks cbs = {ws_send_cb, ws_recv_cb, ws_genmask_cb};
+    struct wsg_ws_relay *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->dir = dir;
+    if (lim != NULL)
+        r->lim = *lim;
+    r->src = src;
+    r->sink = sink;
+    r->sink_ctx = sink_ctx;
+    r->rng = rng;
+    r->rng_ctx = rng_ctx;
+    if (wslay_frame_context_init(&r->dec, &cbs, r) != 0) {
+        free(r);
+        return NULL;
+    }
+    if (wslay_frame_context_init(&r->enc, &cbs, r) != 0) {
+        wslay_frame_context_free(r->dec);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void wsg_ws_relay_free(struct wsg_ws_relay *r)
+{
+    if (r == NULL)
+        return;
+    wslay_frame_context_free(r->dec);
+    wslay_frame_context_free(r->enc);
+    free(r);
+}
+
+int wsg_ws_relay_pump(struct wsg_ws_relay *r)
+{
+    uint64_t before = r->moved;
+    if (r->sink_failed)
+        return WSG_ERR;
+    if (r->err_code != 0) {
+        /* The input is dead, but a gateway close may still be going out. */
+        if (r->gw == GW_PENDING || r->gw == GW_SENDING)
+            (void)drive_out(r);
+        return WSG_ERR;
+    }
+    for (;;) {
+        int rc = drive_out(r);
+        if (rc < 0)
+            return WSG_ERR;
+        /* Here a gateway close is either out (closed) or waits for the frame being streamed
+         * (out_busy): only that frame's input is still read, never a new frame. */
+        if (rc == 0 || r->closed)
+            break;
+        if (r->in_done)
+            break;
+        rc = pull(r);
+        if (rc < 0)
+            return WSG_ERR;
+        if (rc == 0)
+            break;
+    }
+    return r->moved != before ? 1 : 0;
+}
+
+int wsg_ws_relay_error(const struct wsg_ws_relay *r, const char **reason)
+{
+    if (reason != NULL)
+        *reason = r->err_reason;
+    return r->err_code;
+}
+
+int wsg_ws_relay_closed(const struct wsg_ws_relay *r)
+{
+    return r->closed;
+}
+
+int wsg_ws_relay_idle_out(const struct wsg_ws_relay *r)
+{
+    return !r->out_busy && !r->chunk_pending;
+}
+
+/* Length of the longest prefix of s, at most max bytes, that ends on a character boundary of
+ * valid UTF-8. */
+static size_t utf8_prefix(const char *s, size_t len, size_t max)
+{
+    size_t good = 0;
+    uint32_t st = 0;
+    for (size_t i = 0; i < len && i < max; i++) {
+        st = wsg_utf8_step(st, (const uint8_t *)s + i, 1);
+        if (st == 1)
+            break;
+        if (st == 0)
+            good = i + 1;
+    }
+    return good;
+}
+
+int wsg_ws_relay_send_close(struct wsg_ws_relay *r, int code, const char *reason)
+{
+    if (r->sink_failed)
+        return WSG_ERR;
+    if (r->gw == GW_NONE) {
+        if (r->closed) {
+            r->gw = GW_DONE; /* §5.5.1: a close already went out on this hop; one is enough */
+            return 1;
+        }
+        if (code != 0 && !wsg_ws_close_code_valid(code))
+            return WSG_ERR;
+        r->gw_len = 0;
+        if (code != 0) {
+            /* §5.5.1: 2-byte code in network order, then a UTF-8 reason (125 - 2 bytes max). */
+            r->gw_buf[0] = (uint8_t)(code >> 8);
+            r->gw_buf[1] = (uint8_t)code;
+            size_t rlen = reason != NULL ? strlen(reason) : 0;
+            rlen = utf8_prefix(reason, rlen, sizeof(r->gw_buf) - 2);
+            if (rlen != 0)
+                memcpy(r->gw_buf + 2, reason, rlen);
+            r->gw_len = 2 + rlen;
+        }
+        r->gw = GW_PENDING;
+    }
+    if (r->gw == GW_DONE)
+        return 1;
+    /* After a violation the input frame being streamed can never complete, so the hop can take
+     * no valid frame any more: the caller should drop the connection. */
+    if (r->err_code != 0 && r->gw == GW_PENDING && r->out_busy)
+        return WSG_ERR;
+    if (drive_out(r) < 0)
+        return WSG_ERR;
+    return r->gw == GW_DONE ? 1 : 0;
+}
+
+const struct wsg_ws_stats *wsg_ws_relay_stats(const struct wsg_ws_relay *r)
+{
+    return &r->st;
+}

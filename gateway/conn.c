@@ -42,12 +42,12 @@ enum wsg_state {
 
 static const char *const state_names[] = {"tls", "head", "http", "upgrade", "ws", "closing"};
 
-#define WSG_CF_DESTROY 0x01    /* conn_proceed's tail frees the connection */
-#define WSG_CF_DRAINING 0x02   /* no keep-alive; WebSockets get 1001 */
-#define WSG_CF_CLOSE_CLI 0x04  /* WS: gateway close queued to the client; stop reading it */
-#define WSG_CF_CLOSE_UP 0x08   /* WS: gateway close queued to the upstream; stop reading it */
-#define WSG_CF_LINGER 0x10     /* CLOSING: write side shut, discarding input until EOF or timer */
-#define WSG_CF_UP_REUSED 0x20  /* this exchange runs on a kept-alive upstream connection */
+#define WSG_CF_DESTROY 0x01   /* conn_proceed's tail frees the connection */
+#define WSG_CF_DRAINING 0x02  /* no keep-alive; WebSockets get 1001 */
+#define WSG_CF_CLOSE_CLI 0x04 /* WS: gateway close queued to the client; stop reading it */
+#define WSG_CF_CLOSE_UP 0x08  /* WS: gateway close queued to the upstream; stop reading it */
+#define WSG_CF_LINGER 0x10    /* CLOSING: write side shut, discarding input until EOF or timer */
+#define WSG_CF_UP_REUSED 0x20 /* this exchange runs on a kept-alive upstream connection */
 
 #define LINGER_SECONDS 2.0
 
@@ -66,14 +66,14 @@ struct wsg_xchg {
     char method[16];
     char target[512];
     int is_head;
-    int keep_alive;         /* keep the client connection after this exchange */
+    int keep_alive; /* keep the client connection after this exchange */
     enum wsg_http_body req_body;
     uint64_t req_left, req_total;
     struct wsg_http_chunked req_ch;
     unsigned req_done : 1;
     unsigned resp_started : 1;
     unsigned resp_done : 1;
-    unsigned up_keep : 1;   /* the upstream allows reuse */
+    unsigned up_keep : 1; /* the upstream allows reuse */
     enum wsg_http_body resp_body;
     uint64_t resp_left;
     struct wsg_http_chunked resp_ch;
@@ -100,12 +100,12 @@ struct wsg_conn {
     double deadline;
     double t_start;
     struct wsg_upstreams *ups; /* the table peer belongs to (tables are kept until exit) */
-    struct wsg_peer *peer;    /* upstream of the current/last exchange */
-    uint64_t tried;           /* peers tried for the current connect */
+    struct wsg_peer *peer;     /* upstream of the current/last exchange */
+    uint64_t tried;            /* peers tried for the current connect */
     struct wsg_xchg x;
     struct wsg_ws_relay *c2u, *u2c;
     enum wsg_reason reason;
-    int gw_close_cli, gw_close_up; /* close codes the gateway itself sent */
+    int gw_close_cli, gw_close_up;   /* close codes the gateway itself sent */
     unsigned c2u_failed, u2c_failed; /* that relay's input broke RFC 6455 or a limit */
     unsigned nreq;
 };
@@ -142,11 +142,11 @@ static void set_deadline(struct wsg_conn *c, double secs)
     ev_timer_start(c->w->loop, &c->timer);
 }
 
-#define clog(lvl, c, fmt, ...)                                                                              \
-    do {                                                                                                    \
-        if (wsg_log_on(lvl))                                                                                \
-            wsg_log(lvl, "[#%llu %s:%u] " fmt, (unsigned long long)(c)->id, (c)->peer_ip, (c)->peer_port,     \
-                    ##__VA_ARGS__);                                                                         \
+#define clog(lvl, c, fmt, ...)                                                                               \
+    do {                                                                                                     \
+        if (wsg_log_on(lvl))                                                                                 \
+            wsg_log(lvl, "[#%llu %s:%u] " fmt, (unsigned long long)(c)->id, (c)->peer_ip, (c)->peer_port,    \
+                    ##__VA_ARGS__);                                                                          \
     } while (0)
 
 static void side_close(struct wsg_conn *c, struct wsg_side *s)
@@ -194,10 +194,12 @@ static void sock_fill(struct wsg_conn *c, struct wsg_side *s)
     }
 }
 
-/* send() s->out until EAGAIN or empty: write before waiting. */
-static void sock_flush(struct wsg_conn *c, struct wsg_side *s)
+/* send() s->out until EAGAIN or empty: write before waiting. Returns 1 if anything was sent
+ * (room was made, so a stage that waited for it may run again). */
+static int sock_flush(struct wsg_conn *c, struct wsg_side *s)
 {
     WSG_UNUSED(c);
+    int sent = 0;
     while (s->fd >= 0 && !s->connecting && !s->err && wsg_buf_len(&s->out) > 0) {
         uint32_t len;
         const uint8_t *p = wsg_buf_peek(&s->out, &len);
@@ -205,16 +207,18 @@ static void sock_flush(struct wsg_conn *c, struct wsg_side *s)
         if (n > 0) {
             s->tx += (uint64_t)n;
             wsg_buf_consume(&s->out, (uint32_t)n);
+            sent = 1;
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return;
+            break;
         } else {
             s->err = 1;
             s->eof = 1;
-            return;
+            break;
         }
     }
+    return sent;
 }
 
 static void fmt_addr(const struct sockaddr *sa, char *ip, size_t iplen, unsigned *port)
@@ -241,7 +245,8 @@ static void log_http(struct wsg_conn *c)
 {
     char j[3072];
     size_t n = 0;
-    n += (size_t)snprintf(j + n, sizeof(j) - n, "{\"type\":\"http\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
+    n += (size_t)snprintf(j + n, sizeof(j) - n,
+                          "{\"type\":\"http\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
                           (unsigned long long)c->id, c->peer_ip, c->peer_port);
     const char *sni = c->tls ? wsg_tls_sni(c->tls) : NULL;
     if (sni)
@@ -264,7 +269,8 @@ static void log_ws(struct wsg_conn *c)
     const struct wsg_ws_stats *a = wsg_ws_relay_stats(c->c2u), *b = wsg_ws_relay_stats(c->u2c);
     char j[3072];
     size_t n = 0;
-    n += (size_t)snprintf(j + n, sizeof(j) - n, "{\"type\":\"ws\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
+    n += (size_t)snprintf(j + n, sizeof(j) - n,
+                          "{\"type\":\"ws\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
                           (unsigned long long)c->id, c->peer_ip, c->peer_port);
     const char *sni = wsg_tls_sni(c->tls);
     if (sni)
@@ -318,7 +324,8 @@ static int upstream_open(struct wsg_conn *c)
 {
     struct wsg_upstreams *ups = c->ups;
     for (;;) {
-        struct wsg_peer *p = wsg_upstream_pick(ups, (const struct sockaddr *)&c->peer_addr, c->tried, now_of(c));
+        struct wsg_peer *p =
+            wsg_upstream_pick(ups, (const struct sockaddr *)&c->peer_addr, c->tried, now_of(c));
         if (p == NULL)
             return -1;
         c->peer = p;
@@ -423,7 +430,8 @@ static void ws_close_upstream(struct wsg_conn *c, int code, const char *reason)
         return;
     c->flags |= WSG_CF_CLOSE_UP;
     c->gw_close_up = code;
-    if (c->up.fd >= 0 && !c->up.eof && !wsg_ws_relay_closed(c->c2u) && wsg_ws_relay_send_close(c->c2u, code, reason) < 0)
+    if (c->up.fd >= 0 && !c->up.eof && !wsg_ws_relay_closed(c->c2u) &&
+        wsg_ws_relay_send_close(c->c2u, code, reason) < 0)
         side_close(c, &c->up);
 }
 
@@ -467,7 +475,9 @@ static int ws_pump(struct wsg_conn *c)
     } else if (r < 0) {
         const char *why = "protocol error";
         int code = wsg_ws_relay_error(c->c2u, &why);
-        enum wsg_reason rs = code == 1007 ? WSG_R_WS_BAD_UTF8 : code == 1009 ? WSG_R_WS_TOO_BIG : WSG_R_WS_PROTOCOL;
+        enum wsg_reason rs = code == 1007   ? WSG_R_WS_BAD_UTF8
+                             : code == 1009 ? WSG_R_WS_TOO_BIG
+                                            : WSG_R_WS_PROTOCOL;
         ws_fail(c, rs, code, why, 1001, "client protocol error");
         progress++;
     }
@@ -493,7 +503,8 @@ static int ws_pump(struct wsg_conn *c)
         else
             ws_close_client(c, 1011, "upstream closed the connection");
         side_close(c, &c->up);
-    } else if (c->cli.eof && wsg_buf_len(&c->cli_plain) == 0 && !c2u_closed && !(c->flags & WSG_CF_CLOSE_UP)) {
+    } else if (c->cli.eof && wsg_buf_len(&c->cli_plain) == 0 && !c2u_closed &&
+               !(c->flags & WSG_CF_CLOSE_UP)) {
         ws_fail(c, WSG_R_CLIENT_CLOSED, 0, NULL, 1001, "client went away");
     }
     if (c->cli.eof && (c2u_closed || (c->flags & WSG_CF_CLOSE_UP)) && wsg_buf_len(&c->up.out) == 0)
@@ -513,8 +524,8 @@ static int ws_pump(struct wsg_conn *c)
 static struct wsg_http_limits http_limits(const struct wsg_conn *c)
 {
     const struct wsg_cfg *cfg = cfg_of(c);
-    struct wsg_http_limits lim = {.max_head = cfg->max_header_size, .max_target = cfg->max_uri,
-                                  .max_headers = cfg->max_headers};
+    struct wsg_http_limits lim = {
+        .max_head = cfg->max_header_size, .max_target = cfg->max_uri, .max_headers = cfg->max_headers};
     return lim;
 }
 
@@ -592,11 +603,13 @@ static int handle_request(struct wsg_conn *c)
             respond_error(c, WSG_R_SHUTDOWN, NULL);
             return 1;
         }
-        if (req.ws_version == NULL || req.ws_version->value_len != 2 || memcmp(req.ws_version->value, "13", 2) != 0) {
+        if (req.ws_version == NULL || req.ws_version->value_len != 2 ||
+            memcmp(req.ws_version->value, "13", 2) != 0) {
             respond_error(c, WSG_R_UPGRADE_REQUIRED, "Sec-WebSocket-Version is not 13");
             return 1;
         }
-        if (req.ws_key == NULL || wsg_ws_accept_key(req.ws_key->value, req.ws_key->value_len, c->x.ws_accept) != 0) {
+        if (req.ws_key == NULL ||
+            wsg_ws_accept_key(req.ws_key->value, req.ws_key->value_len, c->x.ws_accept) != 0) {
             respond_error(c, WSG_R_BAD_REQUEST, "missing or invalid Sec-WebSocket-Key");
             return 1;
         }
@@ -716,7 +729,8 @@ static int pump_resp_head(struct wsg_conn *c)
     int n = wsg_http_parse_response((const char *)p, avail, &lim, c->x.is_head, &resp, &why);
     if (n == WSG_PARSE_PARTIAL) {
         if (c->up.eof || avail >= c->up.in.cap) {
-            respond_error(c, c->up.eof ? WSG_R_UPSTREAM_CLOSED : WSG_R_UPSTREAM_BAD, "incomplete response head");
+            respond_error(c, c->up.eof ? WSG_R_UPSTREAM_CLOSED : WSG_R_UPSTREAM_BAD,
+                          "incomplete response head");
             return 1;
         }
         return 0;
@@ -1074,10 +1088,13 @@ static void conn_proceed(struct wsg_conn *c)
         progress += pump_tls_out(c);
         if (c->st == WSG_ST_CLOSING)
             closing_step(c);
-    } while (progress > 0 && !(c->flags & WSG_CF_DESTROY) && ++rounds < 64);
+        if (c->flags & WSG_CF_DESTROY)
+            break;
+        /* Write before waiting; what a flush frees lets the stages above run again. */
+        progress += sock_flush(c, &c->cli);
+        progress += sock_flush(c, &c->up);
+    } while (progress > 0 && ++rounds < 64);
     if (!(c->flags & WSG_CF_DESTROY)) {
-        sock_flush(c, &c->cli); /* write before waiting */
-        sock_flush(c, &c->up);
         if (c->st == WSG_ST_CLOSING)
             closing_step(c);
         if (c->cli.err && c->st != WSG_ST_CLOSING)
@@ -1152,7 +1169,8 @@ static void on_timer(EV_P_ ev_timer *t, int revents)
         if (c->up.connecting) {
             upstream_connected(c, 1);
         } else {
-            clog(WSG_LOG_WARN, c, "upstream %s: no answer within upstream_timeout", c->peer ? c->peer->name : "");
+            clog(WSG_LOG_WARN, c, "upstream %s: no answer within upstream_timeout",
+                 c->peer ? c->peer->name : "");
             respond_error(c, WSG_R_UPSTREAM_TIMEOUT, NULL);
         }
         break;

@@ -28,30 +28,30 @@ enum { WSG_PARSE_INVALID = -1, WSG_PARSE_PARTIAL = -2 };
  * the upgrade, the WebSocket close code sent to the client after it.
  */
 enum wsg_reason {
-    WSG_R_NONE = 0,          /* normal end */
-    WSG_R_TLS_HANDSHAKE,     /* handshake failed */
-    WSG_R_TLS_TIMEOUT,       /* handshake took too long */
-    WSG_R_BAD_REQUEST,       /* 400 */
-    WSG_R_BODY_TOO_BIG,      /* 413 */
-    WSG_R_URI_TOO_LONG,      /* 414 */
-    WSG_R_HEADERS_TOO_BIG,   /* 431 */
-    WSG_R_NOT_IMPLEMENTED,   /* 501: unknown transfer-coding */
-    WSG_R_UPGRADE_REQUIRED,  /* 426: bad Sec-WebSocket-Version */
-    WSG_R_HEADER_TIMEOUT,    /* 408 */
-    WSG_R_UPSTREAM_DOWN,     /* 502 / 1011: connect failed, all peers down */
-    WSG_R_NO_UPSTREAM,       /* 503 */
-    WSG_R_UPSTREAM_TIMEOUT,  /* 504 */
-    WSG_R_UPSTREAM_BAD,      /* 502 / 1014: upstream broke HTTP or RFC 6455 */
-    WSG_R_UPSTREAM_CLOSED,   /* 502 / 1011: upstream closed mid-response or mid-session */
-    WSG_R_WS_PROTOCOL,       /* 1002 */
-    WSG_R_WS_BAD_UTF8,       /* 1007 */
-    WSG_R_WS_TOO_BIG,        /* 1009 */
-    WSG_R_WS_POLICY,         /* 1008 */
-    WSG_R_WS_IDLE,           /* 1001: idle timeout */
-    WSG_R_IDLE,              /* keep-alive idle timeout, no answer */
-    WSG_R_CLIENT_CLOSED,     /* client went away */
-    WSG_R_SHUTDOWN,          /* 503 / 1001: draining */
-    WSG_R_NOMEM,             /* 503 / 1011 */
+    WSG_R_NONE = 0,         /* normal end */
+    WSG_R_TLS_HANDSHAKE,    /* handshake failed */
+    WSG_R_TLS_TIMEOUT,      /* handshake took too long */
+    WSG_R_BAD_REQUEST,      /* 400 */
+    WSG_R_BODY_TOO_BIG,     /* 413 */
+    WSG_R_URI_TOO_LONG,     /* 414 */
+    WSG_R_HEADERS_TOO_BIG,  /* 431 */
+    WSG_R_NOT_IMPLEMENTED,  /* 501: unknown transfer-coding */
+    WSG_R_UPGRADE_REQUIRED, /* 426: bad Sec-WebSocket-Version */
+    WSG_R_HEADER_TIMEOUT,   /* 408 */
+    WSG_R_UPSTREAM_DOWN,    /* 502 / 1011: connect failed, all peers down */
+    WSG_R_NO_UPSTREAM,      /* 503 */
+    WSG_R_UPSTREAM_TIMEOUT, /* 504 */
+    WSG_R_UPSTREAM_BAD,     /* 502 / 1014: upstream broke HTTP or RFC 6455 */
+    WSG_R_UPSTREAM_CLOSED,  /* 502 / 1011: upstream closed mid-response or mid-session */
+    WSG_R_WS_PROTOCOL,      /* 1002 */
+    WSG_R_WS_BAD_UTF8,      /* 1007 */
+    WSG_R_WS_TOO_BIG,       /* 1009 */
+    WSG_R_WS_POLICY,        /* 1008 */
+    WSG_R_WS_IDLE,          /* 1001: idle timeout */
+    WSG_R_IDLE,             /* keep-alive idle timeout, no answer */
+    WSG_R_CLIENT_CLOSED,    /* client went away */
+    WSG_R_SHUTDOWN,         /* 503 / 1001: draining */
+    WSG_R_NOMEM,            /* 503 / 1011 */
     WSG_R__COUNT
 };
 

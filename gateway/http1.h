@@ -66,14 +66,14 @@ struct wsg_http_resp {
     /* derived; for_head_request / 1xx / 204 / 304 mean WSG_BODY_NONE */
     enum wsg_http_body body;
     uint64_t content_length;
-    unsigned keep_alive : 1; /* upstream keeps the connection */
+    unsigned keep_alive : 1;                 /* upstream keeps the connection */
     const struct wsg_http_header *ws_accept; /* Sec-WebSocket-Accept when status == 101 */
     const struct wsg_http_header *upgrade;   /* Upgrade header, if any */
     unsigned conn_upgrade : 1;               /* Connection lists "upgrade" */
 };
 
-int wsg_http_parse_request(const char *buf, size_t len, const struct wsg_http_limits *lim, struct wsg_http_req *req,
-                           const char **why, int *status);
+int wsg_http_parse_request(const char *buf, size_t len, const struct wsg_http_limits *lim,
+                           struct wsg_http_req *req, const char **why, int *status);
 /* is_head: the request was HEAD (response has no body). */
 int wsg_http_parse_response(const char *buf, size_t len, const struct wsg_http_limits *lim, int is_head,
                             struct wsg_http_resp *resp, const char **why);
@@ -97,9 +97,9 @@ long wsg_http_chunked_scan(struct wsg_http_chunked *ch, const uint8_t *p, size_t
 
 /* What the gateway adds when forwarding a request. */
 struct wsg_http_fwd {
-    const char *client_ip;   /* textual address of the client */
-    const char *proto;       /* "https" */
-    int ws_key_replace;      /* unused (reserved) */
+    const char *client_ip; /* textual address of the client */
+    const char *proto;     /* "https" */
+    int ws_key_replace;    /* unused (reserved) */
 };
 
 /**
@@ -112,7 +112,8 @@ struct wsg_http_fwd {
  * (existing value + ", for=...;host=...;proto=https", IPv6 quoted in brackets). Host is preserved.
  * @return 0, or -1 when out lacks room.
  */
-int wsg_http_write_request(const struct wsg_http_req *req, const struct wsg_http_fwd *fwd, struct wsg_buf *out);
+int wsg_http_write_request(const struct wsg_http_req *req, const struct wsg_http_fwd *fwd,
+                           struct wsg_buf *out);
 /**
  * Writes the response head for the client into out: status line, headers minus hop-by-hop ones
  * (Transfer-Encoding kept when chunked), and "Connection: keep-alive"/"close" per keep_alive.

@@ -128,8 +128,8 @@ static void on_reload(EV_P_ ev_signal *w, int revents)
     g.old[g.nold++] = g.sh.ups;
     __atomic_store_n(&g.sh.cfg, cfg, __ATOMIC_RELEASE);
     __atomic_store_n(&g.sh.ups, ups, __ATOMIC_RELEASE);
-    wsg_log(WSG_LOG_NOTICE, "reloaded: certificate generation %u, %u upstreams", wsg_tls_store_generation(g.sh.tls),
-            cfg->nupstream);
+    wsg_log(WSG_LOG_NOTICE, "reloaded: certificate generation %u, %u upstreams",
+            wsg_tls_store_generation(g.sh.tls), cfg->nupstream);
 }
 
 static void on_drain_watch(EV_P_ ev_timer *t, int revents)
@@ -213,8 +213,9 @@ int main(int argc, char **argv)
         return 1;
     }
     if (cfg->ncert == 0)
-        wsg_log(WSG_LOG_WARN, "no cert configured: serving a generated self-signed certificate for localhost, "
-                              "127.0.0.1 and ::1");
+        wsg_log(WSG_LOG_WARN,
+                "no cert configured: serving a generated self-signed certificate for localhost, "
+                "127.0.0.1 and ::1");
 
     signal(SIGPIPE, SIG_IGN);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -227,7 +228,8 @@ int main(int argc, char **argv)
         return 1;
     }
     for (unsigned i = 0; i < g.nworkers; i++) {
-        if (wsg_worker_init(&g.workers[i], (int)i, &g.sh) != 0 || wsg_worker_listen(&g.workers[i], cfg, err) != 0) {
+        if (wsg_worker_init(&g.workers[i], (int)i, &g.sh) != 0 ||
+            wsg_worker_listen(&g.workers[i], cfg, err) != 0) {
             fprintf(stderr, "wsgate: %s\n", err);
             return 1;
         }

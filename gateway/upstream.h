@@ -27,8 +27,8 @@ struct wsg_peer {
     /* passive health, under lock */
     pthread_mutex_t lock;
     unsigned fails;
-    double fail_start;  /* when the first failure of the current window happened */
-    double down_until;  /* skipped until then */
+    double fail_start; /* when the first failure of the current window happened */
+    double down_until; /* skipped until then */
 };
 
 struct wsg_upstreams {
@@ -48,14 +48,16 @@ void wsg_upstreams_free(struct wsg_upstreams *u); /* destroys locks; does not fr
  * Rendezvous score per peer: -weight / ln(h) with h a 64-bit hash of (masked client address,
  * peer name) mapped into (0,1).
  */
-size_t wsg_upstream_rank(const struct wsg_upstreams *u, const struct sockaddr *client, unsigned order[WSG_MAX_PEERS]);
+size_t wsg_upstream_rank(const struct wsg_upstreams *u, const struct sockaddr *client,
+                         unsigned order[WSG_MAX_PEERS]);
 
 /**
  * The best peer for the client that is not down and not in tried (bitmask of indexes).
  * If every untried peer is down, returns the best untried one anyway (nginx: a fully-down
  * group is retried rather than refused). NULL when all have been tried.
  */
-struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockaddr *client, uint64_t tried, double now);
+struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockaddr *client, uint64_t tried,
+                                   double now);
 /* Reports the outcome of a connection attempt (failed=1: connect refused/timed out). */
 void wsg_upstream_release(struct wsg_upstreams *u, struct wsg_peer *p, int failed, double now);
 static inline unsigned wsg_upstream_index(const struct wsg_upstreams *u, const struct wsg_peer *p)

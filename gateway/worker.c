@@ -36,7 +36,8 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
         host[colon - spec] = '\0';
         port = colon + 1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
+                    *res;
     int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (r != 0) {
         snprintf(err, WSG_ERRLEN, "listen %s: %s", spec, gai_strerror(r));
@@ -107,7 +108,8 @@ static void on_accept(EV_P_ ev_io *io, int revents)
              * descriptor, accept and close the client, take the spare back; then pause. */
             static double last_log;
             if (ev_now(loop) - last_log > 5.0) {
-                wsg_log(WSG_LOG_ERROR, "accept: %s (%u connections on worker %d)", strerror(errno), w->nconns, w->id);
+                wsg_log(WSG_LOG_ERROR, "accept: %s (%u connections on worker %d)", strerror(errno), w->nconns,
+                        w->id);
                 last_log = ev_now(loop);
             }
             if (w->spare_fd >= 0) {

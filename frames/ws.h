@@ -47,7 +47,7 @@ struct wsg_ws_limits {
 /* What the relay saw; counters for logs. */
 struct wsg_ws_stats {
     uint64_t frames, messages, payload_bytes;
-    int close_code;   /* code of the close frame relayed in this direction; 1005 if none in it; 0 if no close */
+    int close_code; /* code of the close frame relayed in this direction; 1005 if none in it; 0 if no close */
 };
 
 struct wsg_ws_relay;
@@ -58,8 +58,9 @@ struct wsg_ws_relay;
  * @param rng  mask source, used only for WSG_WS_C2U
  * @return NULL on out of memory.
  */
-struct wsg_ws_relay *wsg_ws_relay_new(enum wsg_ws_dir dir, const struct wsg_ws_limits *lim, struct wsg_buf *src,
-                                      wsg_ws_sink_fn sink, void *sink_ctx, wsg_ws_rng_fn rng, void *rng_ctx);
+struct wsg_ws_relay *wsg_ws_relay_new(enum wsg_ws_dir dir, const struct wsg_ws_limits *lim,
+                                      struct wsg_buf *src, wsg_ws_sink_fn sink, void *sink_ctx,
+                                      wsg_ws_rng_fn rng, void *rng_ctx);
 void wsg_ws_relay_free(struct wsg_ws_relay *r);
 
 /**

@@ -794,6 +794,15 @@ int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
         snprintf(err, WSG_ERRLEN, "no upstream configured: add `upstream HOST:PORT`");
         return -1;
     }
+    /* The request head is parsed in one linear buffer and rewritten (plus the X-Forwarded-*
+     * headers) into another of the same size. */
+    if ((uint64_t)c->max_header_size + 2048 > c->buffer_size) {
+        snprintf(err, WSG_ERRLEN,
+                 "max_header_size: %u bytes does not fit buffer_size %u with 2k to spare for the "
+                 "forwarding headers",
+                 c->max_header_size, c->buffer_size);
+        return -1;
+    }
     if (c->nlisten == 0) {
         snprintf(c->listen[0], sizeof(c->listen[0]), "%s", geteuid() == 0 ? "0.0.0.0:443" : "0.0.0.0:8443");
         c->nlisten = 1;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frames/ws.h"
@@ -241,13 +242,23 @@ static void fmt_addr(const struct sockaddr *sa, char *ip, size_t iplen, unsigned
 
 /* ------------------------------------------------------------------ logs */
 
+/* The fields every access-log line starts with: time, type, connection, client, SNI (open). */
+static size_t log_start(const struct wsg_conn *c, char *j, size_t cap, const char *type)
+{
+    struct tm tm;
+    time_t t = (time_t)ev_now(c->w->loop);
+    gmtime_r(&t, &tm);
+    char ts[32];
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return (size_t)snprintf(
+        j, cap, "{\"time\":\"%s\",\"type\":\"%s\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"", ts,
+        type, (unsigned long long)c->id, c->peer_ip, c->peer_port);
+}
+
 static void log_http(struct wsg_conn *c)
 {
     char j[3072];
-    size_t n = 0;
-    n += (size_t)snprintf(j + n, sizeof(j) - n,
-                          "{\"type\":\"http\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
-                          (unsigned long long)c->id, c->peer_ip, c->peer_port);
+    size_t n = log_start(c, j, sizeof(j), "http");
     const char *sni = c->tls ? wsg_tls_sni(c->tls) : NULL;
     if (sni)
         n = wsg_json_str(j, n, sizeof(j), sni, strlen(sni));
@@ -268,10 +279,7 @@ static void log_ws(struct wsg_conn *c)
 {
     const struct wsg_ws_stats *a = wsg_ws_relay_stats(c->c2u), *b = wsg_ws_relay_stats(c->u2c);
     char j[3072];
-    size_t n = 0;
-    n += (size_t)snprintf(j + n, sizeof(j) - n,
-                          "{\"type\":\"ws\",\"conn\":%llu,\"client\":\"%s\",\"port\":%u,\"sni\":\"",
-                          (unsigned long long)c->id, c->peer_ip, c->peer_port);
+    size_t n = log_start(c, j, sizeof(j), "ws");
     const char *sni = wsg_tls_sni(c->tls);
     if (sni)
         n = wsg_json_str(j, n, sizeof(j), sni, strlen(sni));

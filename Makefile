@@ -71,7 +71,9 @@ $(B)/tests/%_test: tests/unit/%_test.c $(B)/libwsgate.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(B)/libwsgate.a -lcmocka $(LDLIBS)
 
-run: all
+run: $(DEPS_STAMP)
+	@./.ci/deps.sh run
+	@$(MAKE) --no-print-directory all
 	@./examples/run.sh $(B)
 
 unit: test-deps $(UNIT_BINS)
@@ -87,6 +89,9 @@ test: test-deps
 
 asan:
 	@$(MAKE) --no-print-directory FLAVOUR=asan test
+
+bench: all
+	@./bench/run.sh $(B)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

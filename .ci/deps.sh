@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, idempotently and quietly when it is already there.
 #   .ci/deps.sh build   Debian packages for building + mbedTLS 3.6 (under build/deps on Debian 12)
+#   .ci/deps.sh run     the above + Node.js and the chat example's npm packages (make run)
 #   .ci/deps.sh test    the above + test peers (cmocka, python3-websockets, openssl, node modules)
 #   .ci/deps.sh bench   the above + nginx, haproxy
 # mbedTLS: Debian 13 ships 3.6 LTS as libmbedtls-dev; Debian 12 ships the end-of-life 2.28. On a
@@ -14,7 +15,8 @@ deps=$top/build/deps
 
 need_pkgs=(gcc make pkg-config libev-dev libwslay-dev)
 case $what in
-test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind) ;;
+run) need_pkgs+=(nodejs) ;;
+test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium) ;;
 bench) need_pkgs+=(libcmocka-dev nginx-light haproxy openssl) ;;
 esac
 
@@ -56,11 +58,13 @@ elif [ ! -f "$deps/mbedtls/.ok" ]; then
     touch "$deps/mbedtls/.ok"
 fi
 
-if [ "$what" = test ]; then
-    for d in tests/e2e examples/chat; do
-        if [ -f "$top/$d/package.json" ] && [ ! -f "$top/$d/node_modules/.ok" ]; then
+if [ "$what" = test ] || [ "$what" = run ]; then
+    dirs=(examples/chat)
+    [ "$what" = test ] && dirs+=(tests/e2e)
+    for d in "${dirs[@]}"; do
+        if [ -f "$top/$d/package.json" ] && ! [ "$top/$d/node_modules/.ok" -nt "$top/$d/package-lock.json" ]; then
             echo "deps: npm install in $d"
-            (cd "$top/$d" && npm install --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules/.ok)
+            (cd "$top/$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules/.ok)
         fi
     done
 fi

@@ -53,11 +53,29 @@ export async function waitFor(cond, ms = 5000, what = 'condition', every = 25) {
 const cleanups = [];
 const children = new Set();
 export function onCleanup(fn) { cleanups.push(fn); }
+export class SanitizerFinding extends Error {}
 export async function cleanup() {
+  const findings = [];
   while (cleanups.length) {
     const fn = cleanups.pop();
-    try { await withTimeout(Promise.resolve().then(fn), 5000, 'cleanup step'); } catch { /* best effort */ }
+    try {
+      await withTimeout(Promise.resolve().then(fn), 5000, 'cleanup step');
+    } catch (e) {
+      if (e instanceof SanitizerFinding) findings.push(e.message); /* best effort for the rest */
+    }
   }
+  if (findings.length) throw new SanitizerFinding(findings.join('\n'));
+}
+
+/* A gateway that crashed, or whose sanitizers reported anything, fails the file that ran it. */
+function checkGatewayExit(proc, { code, signal }) {
+  const log = proc.log();
+  const m = /(ERROR: (Address|Leak)Sanitizer|runtime error:|AddressSanitizer)[^\n]*/.exec(log);
+  if (m) throw new SanitizerFinding(`wsgate ${proc.spawnargs.slice(1).join(' ')}: ${m[0]}\n${log.slice(-4000)}`);
+  if (signal && signal !== 'SIGTERM' && signal !== 'SIGKILL')
+    throw new SanitizerFinding(`wsgate died with ${signal}:\n${log.slice(-4000)}`);
+  if (code !== null && code !== 0)
+    throw new SanitizerFinding(`wsgate exited with ${code}:\n${log.slice(-4000)}`);
 }
 function killAllNow() { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } }
 process.on('exit', killAllNow);
@@ -135,6 +153,7 @@ export async function startGateway(flags, { port, listenHost = '127.0.0.1' } = {
   port = port || await freePort();
   const args = ['--listen', `${listenHost}:${port}`, ...flags];
   const proc = spawnChild(WSGATE, args);
+  onCleanup(async () => checkGatewayExit(proc, await stopChild(proc, 4000)));
   await waitListening(port, proc, `wsgate ${args.join(' ')}`);
   return { port, proc, args, log: () => proc.log(), stop: (grace) => stopChild(proc, grace) };
 }

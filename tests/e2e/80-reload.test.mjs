@@ -1,0 +1,78 @@
+// SIGHUP reload: new certificates for new handshakes, established WebSockets untouched, and a
+// broken certificate or config refused with the file named while the old one keeps serving.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { startGateway, startWsEcho, makeCert, run, tmpDir, cleanup, waitFor, withTimeout } from './lib.mjs';
+
+const T = { timeout: 30000 };
+let gw, echo, dir, conf, certA, certB;
+
+const subjectCN = async (port) => {
+  const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'reload.test'],
+    { delayMs: 300 });
+  return (/subject=.*?CN\s*=\s*([^\s,/]+)/.exec(r.out) || [])[1];
+};
+const install = (pair) => {
+  fs.copyFileSync(pair.cert, path.join(dir, 'cur.crt'));
+  fs.copyFileSync(pair.key, path.join(dir, 'cur.key'));
+};
+const reloadAndWait = async (what) => {
+  const before_ = gw.log().length;
+  gw.proc.kill('SIGHUP');
+  await waitFor(() => /reloaded|reload refused/.test(gw.log().slice(before_)), 5000, `reload (${what})`);
+  return gw.log().slice(before_);
+};
+
+before(async () => {
+  echo = await startWsEcho({ perMessageDeflate: false });
+  dir = fs.mkdtempSync(path.join(tmpDir(), 'reload-'));
+  certA = makeCert('reload-a.test', ['reload.test', 'reload-a.test']);
+  certB = makeCert('reload-b.test', ['reload.test', 'reload-b.test']);
+  install(certA);
+  conf = path.join(dir, 'wsgate.conf');
+  fs.writeFileSync(conf, `upstream ${echo.addr}\ncert ${dir}/cur.crt\nkey ${dir}/cur.key\nworkers 2\n`);
+  gw = await startGateway(['-c', conf]);
+});
+after(cleanup);
+
+test('SIGHUP swaps the certificate for new handshakes; an open WebSocket keeps working', T, async () => {
+  assert.equal(await subjectCN(gw.port), 'reload-a.test');
+  const ws = new WebSocket(`wss://127.0.0.1:${gw.port}/`, { rejectUnauthorized: false, servername: 'reload.test' });
+  const got = [];
+  let closed = null;
+  ws.on('message', (d) => got.push(d.toString()));
+  ws.on('close', (code) => { closed = code; });
+  await withTimeout(new Promise((r, j) => { ws.once('open', r); ws.once('error', j); }), 5000, 'open');
+  ws.send('before');
+  await waitFor(() => got.includes('before'), 5000, 'echo before reload');
+
+  install(certB);
+  const out = await reloadAndWait('good certificate');
+  assert.match(out, /reloaded: certificate generation 2/);
+  assert.equal(await subjectCN(gw.port), 'reload-b.test');
+
+  ws.send('after');
+  await waitFor(() => got.includes('after'), 5000, 'echo after reload');
+  assert.equal(closed, null, 'the established WebSocket was closed by the reload');
+  ws.close(1000);
+});
+
+test('a key that does not match is refused with the file named; the old certificate keeps serving', T, async () => {
+  fs.copyFileSync(certA.key, path.join(dir, 'cur.key')); /* cert B with key A */
+  const out = await reloadAndWait('mismatched key');
+  assert.match(out, /reload refused.*cur\.(key|crt)/);
+  assert.equal(await subjectCN(gw.port), 'reload-b.test');
+  install(certB);
+});
+
+test('a config error on reload names file, line and key; nothing changes', T, async () => {
+  const good = fs.readFileSync(conf, 'utf8');
+  fs.writeFileSync(conf, `${good}max_message 12x\n`);
+  const out = await reloadAndWait('bad config');
+  assert.match(out, /reload refused.*wsgate\.conf:5: max_message: "12x" is not a size/);
+  assert.equal(await subjectCN(gw.port), 'reload-b.test');
+  fs.writeFileSync(conf, good);
+});

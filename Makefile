@@ -85,6 +85,7 @@ e2e: test-deps all
 test: test-deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
+	@./tests/readme-check.sh $(B)/wsgate
 	@WSGATE_BIN=$(B)/wsgate WSGATE_CERTS_BIN=$(B)/wsgate-certs ./tests/e2e/run.sh
 
 asan:

@@ -166,6 +166,9 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(argv[i], "--help-markdown") == 0) {
+            wsg_cfg_markdown(stdout); /* the README's settings reference */
+            return 0;
         } else if (strcmp(argv[i], "-t") == 0) {
             test_only = 1;
         } else if (strcmp(argv[i], "-c") == 0) {

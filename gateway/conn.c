@@ -30,6 +30,7 @@
 #include "gateway/buf.h"
 #include "gateway/http1.h"
 #include "gateway/log.h"
+#include "gateway/metrics.h"
 #include "tls/tls.h"
 
 enum wsg_state {
@@ -127,6 +128,18 @@ static double now_of(const struct wsg_conn *c)
 static const struct wsg_cfg *cfg_of(const struct wsg_conn *c)
 {
     return wsg_shared_cfg(c->w->sh);
+}
+
+static struct wsg_metrics *metrics(const struct wsg_conn *c)
+{
+    return &c->w->m;
+}
+
+static void set_state(struct wsg_conn *c, enum wsg_state st)
+{
+    wsg_m_gauge(&metrics(c)->conns_in_state[c->st], -1);
+    wsg_m_gauge(&metrics(c)->conns_in_state[st], +1);
+    c->st = st;
 }
 
 /* Arms the single connection timer for secs from now. The timer only ever moves earlier here;
@@ -257,6 +270,8 @@ static size_t log_start(const struct wsg_conn *c, char *j, size_t cap, const cha
 
 static void log_http(struct wsg_conn *c)
 {
+    if (c->x.status >= 100 && c->x.status < 600)
+        wsg_m_add(&metrics(c)->status[c->x.status / 100], 1);
     char j[3072];
     size_t n = log_start(c, j, sizeof(j), "http");
     const char *sni = c->tls ? wsg_tls_sni(c->tls) : NULL;
@@ -278,6 +293,17 @@ static void log_http(struct wsg_conn *c)
 static void log_ws(struct wsg_conn *c)
 {
     const struct wsg_ws_stats *a = wsg_ws_relay_stats(c->c2u), *b = wsg_ws_relay_stats(c->u2c);
+    struct wsg_metrics *m = metrics(c);
+    wsg_m_add(&m->c[WSG_M_C2U_BYTES], a->payload_bytes);
+    wsg_m_add(&m->c[WSG_M_U2C_BYTES], b->payload_bytes);
+    wsg_m_add(&m->c[WSG_M_C2U_MESSAGES], a->messages);
+    wsg_m_add(&m->c[WSG_M_U2C_MESSAGES], b->messages);
+    wsg_m_add(&m->c[WSG_M_C2U_FRAMES], a->frames);
+    wsg_m_add(&m->c[WSG_M_U2C_FRAMES], b->frames);
+    wsg_m_close(m, 0, a->close_code);
+    wsg_m_close(m, 1, b->close_code);
+    wsg_m_close(m, 2, c->gw_close_cli);
+    wsg_m_close(m, 3, c->gw_close_up);
     char j[3072];
     size_t n = log_start(c, j, sizeof(j), "ws");
     const char *sni = wsg_tls_sni(c->tls);
@@ -321,8 +347,7 @@ static void respond_error(struct wsg_conn *c, enum wsg_reason r, const char *why
         clog(WSG_LOG_WARN, c, "no room for the %d answer", status);
     c->x.status = status;
     c->x.resp_started = 1;
-    if (c->x.method[0])
-        log_http(c);
+    log_http(c);
     start_closing(c);
 }
 
@@ -352,12 +377,15 @@ static int upstream_open(struct wsg_conn *c)
             c->up.connecting = r != 0;
             ev_io_init(&c->up.io, on_upstream_io, fd, 0);
             c->up.armed = 0;
-            if (r == 0)
+            if (r == 0) {
                 wsg_upstream_release(ups, p, 0, now_of(c));
+                wsg_m_add(&metrics(c)->c[WSG_M_UPSTREAM_CONNECTS], 1);
+            }
             set_deadline(c, cfg_of(c)->connect_timeout);
             return 0;
         }
         clog(WSG_LOG_WARN, c, "upstream %s: connect: %s", p->name, strerror(errno));
+        wsg_m_add(&metrics(c)->c[WSG_M_UPSTREAM_CONNECT_FAILS], 1);
         close(fd);
         wsg_upstream_release(ups, p, 1, now_of(c));
     }
@@ -376,11 +404,13 @@ static void upstream_connected(struct wsg_conn *c, int timed_out)
         err = errno;
     if (err == 0) {
         c->up.connecting = 0;
+        wsg_m_add(&metrics(c)->c[WSG_M_UPSTREAM_CONNECTS], 1);
         wsg_upstream_release(ups, c->peer, 0, now_of(c));
         set_deadline(c, c->st == WSG_ST_WS ? cfg_of(c)->ws_idle_timeout : cfg_of(c)->upstream_timeout);
         return;
     }
     clog(WSG_LOG_WARN, c, "upstream %s: connect: %s", c->peer->name, strerror(err));
+    wsg_m_add(&metrics(c)->c[WSG_M_UPSTREAM_CONNECT_FAILS], 1);
     wsg_upstream_release(ups, c->peer, 1, now_of(c));
     side_close(c, &c->up);
     if (upstream_open(c) != 0)
@@ -416,7 +446,8 @@ static int ws_start(struct wsg_conn *c)
     c->u2c = wsg_ws_relay_new(WSG_WS_U2C, &lim, &c->up.in, sink_cli, c, rng_fill, c->w->rng);
     if (c->c2u == NULL || c->u2c == NULL)
         return -1;
-    c->st = WSG_ST_WS;
+    set_state(c, WSG_ST_WS);
+    wsg_m_add(&metrics(c)->c[WSG_M_WS_UPGRADES], 1);
     set_deadline(c, cfg->ws_idle_timeout);
     return 0;
 }
@@ -632,7 +663,7 @@ static int handle_request(struct wsg_conn *c)
         return 1;
     }
     wsg_buf_consume(&c->cli_plain, (uint32_t)n);
-    c->st = req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP;
+    set_state(c, req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP);
 
     /* Reuse the kept-alive upstream connection, else pick one: same client, same ranking. */
     c->flags &= ~WSG_CF_UP_REUSED;
@@ -715,7 +746,7 @@ static void finish_exchange(struct wsg_conn *c)
         start_closing(c);
         return;
     }
-    c->st = WSG_ST_REQ_HEAD;
+    set_state(c, WSG_ST_REQ_HEAD);
     set_deadline(c, cfg_of(c)->keepalive_timeout);
 }
 
@@ -784,7 +815,7 @@ static int pump_resp_head(struct wsg_conn *c)
         return 1;
     }
     if (c->st == WSG_ST_WS_UPGRADE) {
-        c->st = WSG_ST_HTTP; /* the upstream refused the upgrade: relay its answer as plain HTTP */
+        set_state(c, WSG_ST_HTTP); /* the upstream refused the upgrade: relay its answer as plain HTTP */
         c->x.keep_alive = 0;
     }
     if (resp.body == WSG_BODY_EOF)
@@ -866,7 +897,8 @@ static int pump_tls_in(struct wsg_conn *c)
     if (c->st == WSG_ST_TLS_HANDSHAKE) {
         int r = wsg_tls_handshake(c->tls);
         if (r == WSG_OK) {
-            c->st = WSG_ST_REQ_HEAD;
+            wsg_m_add(&metrics(c)->c[wsg_tls_resumed(c->tls) ? WSG_M_TLS_RESUMED : WSG_M_TLS_FULL], 1);
+            set_state(c, WSG_ST_REQ_HEAD);
             set_deadline(c, cfg_of(c)->header_timeout);
             clog(WSG_LOG_DEBUG, c, "TLS %s %s sni=%s%s", wsg_tls_version(c->tls), wsg_tls_cipher(c->tls),
                  wsg_tls_sni(c->tls) ? wsg_tls_sni(c->tls) : "-", wsg_tls_resumed(c->tls) ? " resumed" : "");
@@ -880,8 +912,9 @@ static int pump_tls_in(struct wsg_conn *c)
             return 0;
         }
         c->reason = WSG_R_TLS_HANDSHAKE;
+        wsg_m_add(&metrics(c)->c[WSG_M_TLS_FAILED], 1);
         clog(WSG_LOG_INFO, c, "TLS handshake failed: %s", wsg_tls_error(c->tls));
-        c->st = WSG_ST_CLOSING; /* flush the alert, then close */
+        set_state(c, WSG_ST_CLOSING); /* flush the alert, then close */
         c->flags |= WSG_CF_LINGER;
         set_deadline(c, 0.2);
         return 0;
@@ -996,7 +1029,7 @@ static void start_closing(struct wsg_conn *c)
         return;
     if (c->st == WSG_ST_WS)
         log_ws(c);
-    c->st = WSG_ST_CLOSING;
+    set_state(c, WSG_ST_CLOSING);
     set_deadline(c, LINGER_SECONDS + 3.0);
 }
 
@@ -1083,6 +1116,7 @@ static void conn_destroy(struct wsg_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    wsg_m_gauge(&w->m.conns_in_state[c->st], -1);
     free(c);
 }
 
@@ -1162,6 +1196,7 @@ static void on_timer(EV_P_ ev_timer *t, int revents)
     switch (c->st) {
     case WSG_ST_TLS_HANDSHAKE:
         c->reason = WSG_R_TLS_TIMEOUT;
+        wsg_m_add(&metrics(c)->c[WSG_M_TLS_TIMEOUT], 1);
         c->flags |= WSG_CF_DESTROY;
         break;
     case WSG_ST_REQ_HEAD:
@@ -1231,6 +1266,8 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    wsg_m_add(&w->m.c[WSG_M_ACCEPTED], 1);
+    wsg_m_gauge(&w->m.conns_in_state[WSG_ST_TLS_HANDSHAKE], +1);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (c->tls == NULL) {

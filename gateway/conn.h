@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "gateway/config.h"
+#include "gateway/metrics.h"
 #include "gateway/upstream.h"
 
 struct wsg_tls_store;
@@ -58,6 +59,7 @@ struct wsg_worker {
     struct wsg_conn *conns; /* every live connection (doubly linked) */
     unsigned nconns;
     uint64_t next_id;
+    struct wsg_metrics m; /* written by this worker only; summed by the admin endpoint */
 };
 
 /* Creates the listening sockets for every listen address (SO_REUSEPORT) for one worker.

@@ -1,0 +1,99 @@
+/* metrics.c - summing per-worker counters and printing them in Prometheus text format. */
+#include "gateway/metrics.h"
+
+#include <string.h>
+
+void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *each, unsigned n)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned w = 0; w < n; w++) {
+        const struct wsg_metrics *m = each[w];
+        for (unsigned i = 0; i < WSG_M__COUNT; i++)
+            out->c[i] += __atomic_load_n(&m->c[i], __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < WSG_M_STATES; i++)
+            out->conns_in_state[i] += __atomic_load_n(&m->conns_in_state[i], __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < 6; i++)
+            out->status[i] += __atomic_load_n(&m->status[i], __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < WSG_M_SIZE_BUCKETS; i++)
+            out->frame_size[i] += __atomic_load_n(&m->frame_size[i], __ATOMIC_RELAXED);
+        for (unsigned s = 0; s < 4; s++)
+            for (unsigned i = 0; i <= WSG_M_CLOSE_CODES; i++)
+                out->close[s][i] += __atomic_load_n(&m->close[s][i], __ATOMIC_RELAXED);
+    }
+}
+
+static void counter(FILE *f, const char *name, const char *help, unsigned long long v)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, v);
+}
+
+void wsg_metrics_print(FILE *f, const struct wsg_metrics *m)
+{
+    static const char *const states[WSG_M_STATES] = {"tls_handshake", "request_head", "http",
+                                                     "ws_upgrade",    "websocket",    "closing"};
+    fprintf(f, "# HELP wsgate_connections Client connections by state.\n# TYPE wsgate_connections gauge\n");
+    for (unsigned i = 0; i < WSG_M_STATES; i++)
+        fprintf(f, "wsgate_connections{state=\"%s\"} %lld\n", states[i], (long long)m->conns_in_state[i]);
+    counter(f, "wsgate_connections_accepted_total", "Client connections accepted.", m->c[WSG_M_ACCEPTED]);
+    fprintf(f, "# HELP wsgate_tls_handshakes_total TLS handshakes by result.\n"
+               "# TYPE wsgate_tls_handshakes_total counter\n");
+    fprintf(f, "wsgate_tls_handshakes_total{result=\"full\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_TLS_FULL]);
+    fprintf(f, "wsgate_tls_handshakes_total{result=\"resumed\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_TLS_RESUMED]);
+    fprintf(f, "wsgate_tls_handshakes_total{result=\"failed\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_TLS_FAILED]);
+    fprintf(f, "wsgate_tls_handshakes_total{result=\"timeout\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_TLS_TIMEOUT]);
+    fprintf(f, "# HELP wsgate_http_responses_total HTTP responses sent to clients, by status class.\n"
+               "# TYPE wsgate_http_responses_total counter\n");
+    for (unsigned i = 1; i < 6; i++)
+        fprintf(f, "wsgate_http_responses_total{class=\"%uxx\"} %llu\n", i, (unsigned long long)m->status[i]);
+    counter(f, "wsgate_websocket_sessions_total", "WebSocket sessions established.", m->c[WSG_M_WS_UPGRADES]);
+    fprintf(f, "# HELP wsgate_websocket_payload_bytes_total WebSocket payload bytes relayed.\n"
+               "# TYPE wsgate_websocket_payload_bytes_total counter\n");
+    fprintf(f, "wsgate_websocket_payload_bytes_total{direction=\"client_to_upstream\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_C2U_BYTES]);
+    fprintf(f, "wsgate_websocket_payload_bytes_total{direction=\"upstream_to_client\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_U2C_BYTES]);
+    fprintf(f, "# HELP wsgate_websocket_messages_total WebSocket messages relayed.\n"
+               "# TYPE wsgate_websocket_messages_total counter\n");
+    fprintf(f, "wsgate_websocket_messages_total{direction=\"client_to_upstream\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_C2U_MESSAGES]);
+    fprintf(f, "wsgate_websocket_messages_total{direction=\"upstream_to_client\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_U2C_MESSAGES]);
+    fprintf(f, "# HELP wsgate_websocket_frames_total WebSocket frames relayed.\n"
+               "# TYPE wsgate_websocket_frames_total counter\n");
+    fprintf(f, "wsgate_websocket_frames_total{direction=\"client_to_upstream\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_C2U_FRAMES]);
+    fprintf(f, "wsgate_websocket_frames_total{direction=\"upstream_to_client\"} %llu\n",
+            (unsigned long long)m->c[WSG_M_U2C_FRAMES]);
+    static const char *const edges[WSG_M_SIZE_BUCKETS] = {"125",   "1024",   "4096",    "16384",
+                                                          "65536", "262144", "1048576", "+Inf"};
+    fprintf(f, "# HELP wsgate_websocket_frame_payload_bytes Payload size of relayed frames.\n"
+               "# TYPE wsgate_websocket_frame_payload_bytes histogram\n");
+    unsigned long long cum = 0;
+    for (unsigned i = 0; i < WSG_M_SIZE_BUCKETS; i++) {
+        cum += m->frame_size[i];
+        fprintf(f, "wsgate_websocket_frame_payload_bytes_bucket{le=\"%s\"} %llu\n", edges[i], cum);
+    }
+    fprintf(f, "wsgate_websocket_frame_payload_bytes_count %llu\n", cum);
+    static const char *const who[4] = {"client", "upstream", "gateway_to_client", "gateway_to_upstream"};
+    fprintf(f, "# HELP wsgate_websocket_closes_total Close frames by sender and code.\n"
+               "# TYPE wsgate_websocket_closes_total counter\n");
+    for (unsigned s = 0; s < 4; s++)
+        for (unsigned i = 0; i <= WSG_M_CLOSE_CODES; i++) {
+            if (m->close[s][i] == 0)
+                continue;
+            if (i < WSG_M_CLOSE_CODES)
+                fprintf(f, "wsgate_websocket_closes_total{by=\"%s\",code=\"%u\"} %llu\n", who[s], 1000 + i,
+                        (unsigned long long)m->close[s][i]);
+            else
+                fprintf(f, "wsgate_websocket_closes_total{by=\"%s\",code=\"other\"} %llu\n", who[s],
+                        (unsigned long long)m->close[s][i]);
+        }
+    counter(f, "wsgate_upstream_connects_total", "Successful upstream connects.",
+            m->c[WSG_M_UPSTREAM_CONNECTS]);
+    counter(f, "wsgate_upstream_connect_failures_total", "Refused or timed-out upstream connects.",
+            m->c[WSG_M_UPSTREAM_CONNECT_FAILS]);
+}

@@ -109,4 +109,45 @@ void wsg_rng_free(struct wsg_rng *r);
 int wsg_tls_gen_selfsigned(const char *const *names, size_t nnames, unsigned days, char *cert_pem,
                            size_t cert_cap, char *key_pem, size_t key_cap, char err[WSG_ERRLEN]);
 
+/* ---- checking a pair without serving it (tls/check.c): wsgate-certs check and rotate ---- */
+
+#define WSG_TLS_CHECK_MAX_PROBLEMS 16
+
+struct wsg_tls_check_opts {
+    const char *ca_path;      /* PEM bundle the chain must verify against; NULL: not verified */
+    const char *const *names; /* host names or IP addresses the leaf must cover (may be NULL) */
+    size_t nnames;
+    time_t now; /* the time to judge validity at; 0: the current time */
+};
+
+/* What wsg_tls_check_pair found. Owned by the caller; release with wsg_tls_check_report_free. */
+struct wsg_tls_check_report {
+    int loaded;                   /* the leaf parsed: the fields below are meaningful */
+    time_t not_before, not_after; /* UTC, seconds since the epoch */
+    char subject[256];            /* "CN=example.com" */
+    char sha256[96];              /* of the leaf's DER, "AB:CD:...:EF" like openssl x509 -fingerprint */
+    char **names;                 /* subjectAltName DNS names and IP addresses, in certificate order */
+    size_t nnames;                /* ("example.com", "*.example.com", "127.0.0.1", "::1") */
+    unsigned char *name_is_ip;    /* name_is_ip[i]: names[i] came from an IP address entry */
+    int names_from_cn;            /* no subjectAltName: names[0] is the CN (clients ignore it) */
+    size_t nproblems;             /* 0: good */
+    char problems[WSG_TLS_CHECK_MAX_PROBLEMS][WSG_ERRLEN]; /* one sentence each, naming the file */
+};
+
+/**
+ * Loads p the way the store does and checks it without serving it: both files parse, the key
+ * matches the leaf, every certificate in the file is inside its validity window at o->now, each
+ * of o->names is covered (exact or single-label wildcard DNS name, IP address for addresses),
+ * and, with o->ca_path, the chain (leaf, then the file's intermediates) verifies against it.
+ * Problems read like "cert.pem: certificate expired on 2024-01-01".
+ * @return 0 when r->nproblems is 0, else -1. r is filled either way (see r->loaded).
+ * @note Initialises PSA crypto itself. o may be NULL (no CA, no names, now).
+ */
+int wsg_tls_check_pair(const struct wsg_tls_pair *p, const struct wsg_tls_check_opts *o,
+                       struct wsg_tls_check_report *r);
+/* Frees what a report points to (names); the report itself is the caller's. NULL is fine. */
+void wsg_tls_check_report_free(struct wsg_tls_check_report *r);
+/* Whether the certificate names in r cover host (a DNS name or an IP address), by the rules above. */
+int wsg_tls_check_covers(const struct wsg_tls_check_report *r, const char *host);
+
 #endif

@@ -1,8 +1,9 @@
 /*
  * ws.c - the frame-by-frame relay of one WebSocket direction: decode from a wsg_buf with a
  * wslay_frame context, validate against RFC 6455 §5 and §7, re-encode onto the other hop with a
- * second wslay_frame context, keeping FIN, opcode and frame boundaries exactly. Also sends the
- * gateway's own close frames on that hop.
+ * second wslay_frame context, keeping FIN, opcode and frame boundaries exactly. Also applies the
+ * per-direction policy (opcode, size and fragment limits, an admission hook per frame), sends the
+ * gateway's own ping and close frames on that hop and consumes the pongs answering its pings.
  *
  * How the decoder is fed: wslay_frame_recv reports a frame's header only together with its first
  * payload byte, and reads ahead up to 4 KiB into its own buffer. So each header is first checked
@@ -11,9 +12,10 @@
  * frame's bytes, never a byte of the next frame. Bytes taken from src are therefore either
  * decoded or inside the frame in progress; after a close frame src keeps whatever follows.
  *
- * Memory: two wslay contexts (4 KiB input buffer each), a 125-byte close gather buffer and a
- * 125-byte gateway close; payload chunks point into the decoder's buffer and are pushed to the
- * encoder before the decoder is asked for more. Never a whole message.
+ * Memory: two wslay contexts (4 KiB input buffer each), a 125-byte control gather buffer (close
+ * frames, and pongs that may answer the gateway's ping), a 125-byte gateway close, two 125-byte
+ * gateway pings and a 125-byte pong token; payload chunks point into the decoder's buffer and are
+ * pushed to the encoder before the decoder is asked for more. Never a whole message.
  */
 #include "frames/ws.h"
 
@@ -50,21 +52,31 @@ struct wsg_ws_relay {
     uint64_t in_len;  /* payload length from the header */
     uint64_t in_got;  /* payload bytes decoded so far */
     uint64_t in_feed; /* bytes of this frame (header included) not yet handed to wslay */
+    int in_gather;    /* control frame gathered in ctl_buf before it is forwarded */
 
     /* Message: §5.4 fragmentation state. */
-    uint8_t msg_opcode; /* opcode of the data message in progress; 0 between messages */
-    uint64_t msg_len;   /* payload bytes of the message so far, as announced by its headers */
-    uint32_t utf8;      /* DFA state across the fragments of a text message */
+    uint8_t msg_opcode;  /* opcode of the data message in progress; 0 between messages */
+    uint64_t msg_len;    /* payload bytes of the message so far, as announced by its headers */
+    uint64_t msg_frames; /* frames of the message so far */
+    uint32_t utf8;       /* DFA state across the fragments of a text message */
 
-    /* A close frame is gathered (≤125 bytes) and validated before it is forwarded. */
-    uint8_t close_buf[125];
-    size_t close_len;
+    /* A close frame (or a pong of the token's length) is gathered (≤125 bytes) and checked
+     * before it is forwarded. */
+    uint8_t ctl_buf[125];
+    size_t ctl_len;
+
+    /* Policy: admission hook, the pong token. */
+    wsg_ws_admit_fn admit;
+    void *admit_ctx;
+    int pong_set;
+    uint8_t pong_tok[125];
+    size_t pong_len;
 
     /* Output: the frame being encoded and the chunk being pushed into it. */
     struct wslay_frame_iocb out; /* fin, rsv, opcode, payload_length, mask of the frame */
     int out_busy;                /* the encoder is mid-frame */
     uint64_t out_sent;           /* payload bytes of the frame accepted by the encoder */
-    const uint8_t *chunk;        /* decoded bytes waiting to go out (points into dec or close_buf) */
+    const uint8_t *chunk; /* decoded bytes waiting to go out (points into dec, ctl_buf or a gw buffer) */
     size_t chunk_len, chunk_off;
     int chunk_pending;
 
@@ -72,6 +84,12 @@ struct wsg_ws_relay {
     enum gw_close_state gw;
     uint8_t gw_buf[125];
     size_t gw_len;
+
+    /* The gateway's own pings: one waiting for the encoder, one being pushed through it. */
+    int ping_waiting, ping_sending;
+    uint8_t ping_wait[125], ping_out[125];
+    size_t ping_wait_len, ping_out_len;
+    uint64_t ping_seq, ping_wait_seq, ping_out_seq, ping_done_seq; /* call numbers */
 
     int closed;      /* a close frame went out completely on this hop */
     int sink_failed; /* the sink returned something else than bytes or WSG_AGAIN */
@@ -100,6 +118,7 @@ static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
         return -1; /* wslay_frame_recv turns any return <= 0 into WSLAY_ERR_WANT_READ */
     r->in_feed -= n;
     r->moved += n;
+    r->st.bytes_in += n;
     return (ssize_t)n;
 }
 
@@ -150,6 +169,10 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 static void frame_out_done(struct wsg_ws_relay *r)
 {
     r->out_busy = 0;
+    if (r->ping_sending) {
+        r->ping_sending = 0;
+        r->ping_done_seq = r->ping_out_seq;
+    }
     if (r->out.opcode == OP_CLOSE) {
         r->closed = 1;
         r->gw = GW_DONE; /* ours went out, or the relayed one did: either way one close per hop */
@@ -214,11 +237,25 @@ static void start_gw_close(struct wsg_ws_relay *r)
     r->gw = GW_SENDING;
 }
 
+/* Starts the gateway's waiting ping when the encoder is between frames. */
+static void start_gw_ping(struct wsg_ws_relay *r)
+{
+    memcpy(r->ping_out, r->ping_wait, r->ping_wait_len);
+    r->ping_out_len = r->ping_wait_len;
+    r->ping_out_seq = r->ping_wait_seq;
+    r->ping_waiting = 0;
+    r->ping_sending = 1;
+    start_out(r, 1, OP_PING, r->ping_out_len);
+    set_chunk(r, r->ping_out, r->ping_out_len);
+}
+
 /*
  * Checks the next frame header in src before any of it goes to wslay (§5.2 framing, §5.4
- * fragmentation, §5.5 control frames, size limits). Rules that need only the first two bytes fire
- * as soon as those are in; the limits as soon as the extended length is in.
- * @return 1 header accepted (the frame is now in progress), 0 incomplete, WSG_ERR.
+ * fragmentation, §5.5 control frames, then the limits, then the admission hook). Rules that need
+ * only the first two bytes fire as soon as those are in; the limits as soon as the extended length
+ * is in; the hook once the whole header is in. Nothing changes in r until the frame is accepted,
+ * so a held frame is simply checked again on the next call.
+ * @return 1 header accepted (the frame is now in progress), 0 incomplete or held, WSG_ERR.
  */
 static int gate_header(struct wsg_ws_relay *r)
 {
@@ -267,16 +304,37 @@ static int gate_header(struct wsg_ws_relay *r)
     /* §5.5.1: a close body is empty or starts with a 2-byte code. */
     if (opcode == OP_CLOSE && len == 1)
         return fail(r, 1002, "close payload of 1 byte");
-    /* §10.4: limits are checked on the header, before any payload is read. */
+    /* §10.4: limits are checked on the header, before any payload is read. §7.4.1: 1003 is for
+     * a type of data the endpoint cannot accept. */
+    if (opcode == OP_TEXT && r->lim.deny_text)
+        return fail(r, 1003, "text messages not allowed");
+    if (opcode == OP_BINARY && r->lim.deny_binary)
+        return fail(r, 1003, "binary messages not allowed");
     if (r->lim.max_frame != 0 && len > r->lim.max_frame)
         return fail(r, 1009, "frame exceeds max_frame");
     if (!is_control(opcode) && r->lim.max_message != 0 &&
         add_sat(opcode == OP_CONT ? r->msg_len : 0, len) > r->lim.max_message)
         return fail(r, 1009, "message exceeds max_message");
+    uint64_t nfrag = opcode == OP_CONT ? r->msg_frames + 1 : 1;
+    if (!is_control(opcode) && r->lim.max_fragments != 0 && nfrag > r->lim.max_fragments)
+        return fail(r, 1009, "too many fragments");
 
     size_t hdr = 2 + ext + (masked ? 4 : 0);
     if (avail < hdr)
         return 0;
+
+    if (r->admit != NULL) {
+        struct wsg_ws_frame_info fi = {opcode, fin, len, opcode == OP_TEXT || opcode == OP_BINARY};
+        const char *why = NULL;
+        int rc = r->admit(r->admit_ctx, &fi, &why);
+        if (rc == WSG_AGAIN)
+            return 0; /* held: nothing taken; checked and asked again on the next call */
+        if (rc != 0) {
+            if (!wsg_ws_close_code_valid(rc))
+                return fail(r, 1011, "invalid admission result");
+            return fail(r, rc, why != NULL ? why : "policy violation");
+        }
+    }
 
     r->in_frame = 1;
     r->in_fin = fin;
@@ -284,6 +342,9 @@ static int gate_header(struct wsg_ws_relay *r)
     r->in_len = len;
     r->in_got = 0;
     r->in_feed = hdr + len;
+    r->in_gather = opcode == OP_CLOSE || (opcode == OP_PONG && r->pong_set && len == r->pong_len);
+    if (!is_control(opcode))
+        r->msg_frames = nfrag;
     if (opcode == OP_TEXT || opcode == OP_BINARY) {
         r->msg_opcode = opcode;
         r->msg_len = 0;
@@ -291,23 +352,23 @@ static int gate_header(struct wsg_ws_relay *r)
     }
     if (!is_control(opcode))
         r->msg_len = add_sat(r->msg_len, len);
-    if (opcode == OP_CLOSE)
-        r->close_len = 0;
+    if (r->in_gather)
+        r->ctl_len = 0;
     return 1;
 }
 
 /* §5.5.1, §7.4: validates the gathered close body. */
 static int check_close(struct wsg_ws_relay *r)
 {
-    if (r->close_len == 0) {
+    if (r->ctl_len == 0) {
         r->st.close_code = 1005; /* §7.1.5: no status code present */
         return 0;
     }
-    int code = (r->close_buf[0] << 8) | r->close_buf[1];
+    int code = (r->ctl_buf[0] << 8) | r->ctl_buf[1];
     if (!wsg_ws_close_code_valid(code))
         return fail(r, 1002, "bad close code");
     /* §5.5.1: the reason is UTF-8. */
-    if (wsg_utf8_step(0, r->close_buf + 2, r->close_len - 2) != 0)
+    if (!r->lim.no_utf8 && wsg_utf8_step(0, r->ctl_buf + 2, r->ctl_len - 2) != 0)
         return fail(r, 1007, "invalid UTF-8 in close reason");
     r->st.close_code = code;
     return 0;
@@ -324,6 +385,7 @@ static void frame_in_done(struct wsg_ws_relay *r)
         r->st.messages++;
         r->msg_opcode = 0;
         r->msg_len = 0;
+        r->msg_frames = 0;
         r->utf8 = 0;
     }
 }
@@ -351,22 +413,30 @@ static int pull(struct wsg_ws_relay *r)
     int last = r->in_got == r->in_len;
     r->st.payload_bytes += (uint64_t)n;
 
-    if (r->in_opcode == OP_CLOSE) {
+    if (r->in_gather) {
         if (n > 0) {
-            memcpy(r->close_buf + r->close_len, io.data, (size_t)n); /* in_len <= 125 by the gate */
-            r->close_len += (size_t)n;
+            memcpy(r->ctl_buf + r->ctl_len, io.data, (size_t)n); /* in_len <= 125 by the gate */
+            r->ctl_len += (size_t)n;
         }
         if (!last)
             return 1;
-        if (check_close(r) < 0)
+        if (r->in_opcode == OP_CLOSE && check_close(r) < 0)
             return WSG_ERR;
-        start_out(r, 1, OP_CLOSE, r->in_len);
-        set_chunk(r, r->close_buf, r->close_len);
+        if (r->in_opcode == OP_PONG && r->pong_set && r->ctl_len == r->pong_len &&
+            memcmp(r->ctl_buf, r->pong_tok, r->ctl_len) == 0) {
+            /* The answer to the gateway's own ping: consumed here. */
+            r->pong_set = 0;
+            r->st.gateway_pongs++;
+            frame_in_done(r);
+            return 1;
+        }
+        start_out(r, 1, r->in_opcode, r->in_len);
+        set_chunk(r, r->ctl_buf, r->ctl_len);
         frame_in_done(r);
         return 1;
     }
 
-    if (r->msg_opcode == OP_TEXT && !is_control(r->in_opcode)) {
+    if (r->msg_opcode == OP_TEXT && !is_control(r->in_opcode) && !r->lim.no_utf8) {
         /* §5.6, §8.1: text is UTF-8 across the whole message; each chunk is checked before it
          * goes out, and the message must not end inside a sequence. */
         uint32_t st = wsg_utf8_step(r->utf8, io.data, (size_t)n);
@@ -384,7 +454,8 @@ static int pull(struct wsg_ws_relay *r)
     return 1;
 }
 
-/* Drives only the output: the pending chunk, then a pending gateway close. */
+/* Drives only the output: the pending chunk, then a waiting gateway ping, then a pending
+ * gateway close. */
 static int drive_out(struct wsg_ws_relay *r)
 {
     for (;;) {
@@ -394,9 +465,15 @@ static int drive_out(struct wsg_ws_relay *r)
                 return rc;
             continue;
         }
-        if (r->gw == GW_PENDING && !r->out_busy && !r->closed) {
-            start_gw_close(r);
-            continue;
+        if (!r->out_busy && !r->closed) {
+            if (r->ping_waiting) {
+                start_gw_ping(r);
+                continue;
+            }
+            if (r->gw == GW_PENDING) {
+                start_gw_close(r);
+                continue;
+            }
         }
         return 1;
     }
@@ -447,8 +524,8 @@ int wsg_ws_relay_pump(struct wsg_ws_relay *r)
     if (r->sink_failed)
         return WSG_ERR;
     if (r->err_code != 0) {
-        /* The input is dead, but a gateway close may still be going out. */
-        if (r->gw == GW_PENDING || r->gw == GW_SENDING)
+        /* The input is dead, but a gateway ping or close may still be going out. */
+        if (r->gw == GW_PENDING || r->gw == GW_SENDING || r->ping_sending)
             (void)drive_out(r);
         return WSG_ERR;
     }
@@ -542,4 +619,45 @@ int wsg_ws_relay_send_close(struct wsg_ws_relay *r, int code, const char *reason
 const struct wsg_ws_stats *wsg_ws_relay_stats(const struct wsg_ws_relay *r)
 {
     return &r->st;
+}
+
+void wsg_ws_relay_set_admit(struct wsg_ws_relay *r, wsg_ws_admit_fn fn, void *ctx)
+{
+    r->admit = fn;
+    r->admit_ctx = ctx;
+}
+
+int wsg_ws_relay_send_ping(struct wsg_ws_relay *r, const uint8_t *payload, size_t len)
+{
+    /* §5.5.1: nothing may follow a close on this hop; after a failure the caller closes. */
+    if (r->sink_failed || r->err_code != 0 || r->closed || r->gw != GW_NONE || len > 125 ||
+        (len != 0 && payload == NULL))
+        return WSG_ERR;
+    if (len != 0)
+        memcpy(r->ping_wait, payload, len);
+    r->ping_wait_len = len;
+    r->ping_waiting = 1;
+    uint64_t seq = ++r->ping_seq;
+    r->ping_wait_seq = seq;
+    if (drive_out(r) < 0)
+        return WSG_ERR;
+    return r->ping_done_seq >= seq ? 1 : 0;
+}
+
+void wsg_ws_relay_expect_pong(struct wsg_ws_relay *r, const uint8_t *payload, size_t len)
+{
+    if (payload == NULL || len > sizeof(r->pong_tok)) {
+        r->pong_set = 0;
+        r->pong_len = 0;
+        return;
+    }
+    if (len != 0)
+        memcpy(r->pong_tok, payload, len);
+    r->pong_len = len;
+    r->pong_set = 1;
+}
+
+size_t wsg_ws_relay_pending_out(const struct wsg_ws_relay *r)
+{
+    return r->chunk_pending ? r->chunk_len - r->chunk_off : 0;
 }

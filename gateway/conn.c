@@ -1148,6 +1148,14 @@ static void conn_proceed(struct wsg_conn *c)
     }
     if (rounds >= 64)
         ev_feed_event(c->w->loop, &c->cli.io, 0); /* yield to other connections, come back soon */
+    /* Empty buffers go back to the allocator: an idle connection then holds no buffer memory
+     * at all, only its TLS and codec state. */
+    wsg_buf_shrink(&c->cli.in);
+    wsg_buf_shrink(&c->cli_plain);
+    wsg_buf_shrink(&c->cli_ptx);
+    wsg_buf_shrink(&c->cli.out);
+    wsg_buf_shrink(&c->up.in);
+    wsg_buf_shrink(&c->up.out);
     update_io(c);
 }
 

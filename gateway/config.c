@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define MAX_LINE 4096
@@ -35,22 +36,67 @@ enum type {
     T_LISTEN,   /* repeatable "host:port", "[v6]:port", ":port" */
     T_CERT,     /* repeatable path */
     T_KEY,      /* repeatable path, pairs with the cert of the same rank */
-    T_UPSTREAM, /* repeatable "host:port [weight=N]" */
+    T_UPSTREAM, /* repeatable "host:port [weight=N]" (also inside a route: the route's own list) */
+    T_RATE,     /* double per second: "10", "0.5" */
+    T_BYTERATE, /* double bytes per second, written as a size: "64k" */
+    T_ENUM,     /* one of choices, stored as its index (an enum) */
+    T_SWITCH,   /* on|off, a bit of struct wsg_dir_policy (off = which bit) */
+    T_PLIST,    /* repeatable space-separated list in struct wsg_policy (origins, subprotocols) */
 };
+
+/* Where a row's value lives. */
+enum where {
+    W_CFG, /* struct wsg_cfg at off (a route-allowed W_CFG row: struct wsg_policy at alt inside a route) */
+    W_POL, /* struct wsg_policy at off: the global one, or the route's */
+    W_DIR, /* struct wsg_dir_policy at off, for each direction in dirs (at top level also
+            * struct wsg_cfg at alt when alt != 0: the transitional max_frame/max_message) */
+};
+
+#define DIR_C2U 1u
+#define DIR_U2C 2u
+#define DIR_BOTH 3u
+
+enum { SW_TEXT, SW_BINARY, SW_UTF8 }; /* T_SWITCH bits */
 
 struct setting {
     const char *name;
     enum type type;
-    double min, max;     /* bounds for numbers (bytes, seconds or units) */
-    const char *def;     /* default as text, parsed like a file value; NULL: empty list */
-    size_t off, size;    /* where in struct wsg_cfg, and the field's size */
+    double min, max; /* bounds for numbers (bytes, seconds or units) */
+    const char *def; /* default as text, parsed like a file value; NULL: none (empty list) */
+    enum where where;
+    unsigned route;      /* 1: also allowed inside route blocks */
+    unsigned dirs;       /* W_DIR: DIR_C2U and/or DIR_U2C */
+    size_t off, size;    /* where (see enum where), and the field's size */
+    size_t alt;          /* see enum where; 0 = none */
     const char *choices; /* space-separated allowed values, or NULL */
     const char *help;
 };
 
-#define FIELD(f) offsetof(struct wsg_cfg, f), sizeof(((struct wsg_cfg *)0)->f)
-
 /* clang-format off */
+#define FIELD(f) W_CFG, 0, 0, offsetof(struct wsg_cfg, f), sizeof(((struct wsg_cfg *)0)->f), 0
+/* global field whose route-level twin is policy field pf */
+#define FIELD_R(f, pf) W_CFG, 1, 0, offsetof(struct wsg_cfg, f), sizeof(((struct wsg_cfg *)0)->f), \
+    offsetof(struct wsg_policy, pf)
+#define POL(f) W_POL, 1, 0, offsetof(struct wsg_policy, f), sizeof(((struct wsg_policy *)0)->f), 0
+#define DIR(d, f, legacy) W_DIR, 1, d, offsetof(struct wsg_dir_policy, f), \
+    sizeof(((struct wsg_dir_policy *)0)->f), legacy
+#define SWITCH(d, bit) W_DIR, 1, d, bit, 0, 0
+#define LEGACY(f) offsetof(struct wsg_cfg, f)
+
+/* The three spellings of a per-direction setting: plain (both), client_ (client -> upstream),
+ * upstream_ (upstream -> client). */
+#define DIR3(name, type, min, max, cdef, udef, f, legacy, choices, help)                              \
+    {name, type, min, max, NULL, DIR(DIR_BOTH, f, legacy), choices,                                 \
+     help "; both directions (sets client_" name " and upstream_" name ")"},                         \
+    {"client_" name, type, min, max, cdef, DIR(DIR_C2U, f, 0), choices,                              \
+     help ", client -> upstream"},                                                                   \
+    {"upstream_" name, type, min, max, udef, DIR(DIR_U2C, f, 0), choices, help ", upstream -> client"}
+#define SWITCH3(name, bit, def, help)                                                                \
+    {name, T_SWITCH, 0, 0, NULL, SWITCH(DIR_BOTH, bit), "on off",                                    \
+     help "; both directions (sets client_" name " and upstream_" name ")"},                         \
+    {"client_" name, T_SWITCH, 0, 0, def, SWITCH(DIR_C2U, bit), "on off", help ", client -> upstream"}, \
+    {"upstream_" name, T_SWITCH, 0, 0, def, SWITCH(DIR_U2C, bit), "on off", help ", upstream -> client"}
+
 static const struct setting settings[] = {
     {"listen", T_LISTEN, 0, 0, NULL, FIELD(listen), NULL,
      "address to accept TLS on: HOST:PORT, [IPV6]:PORT or :PORT (repeatable; "
@@ -59,7 +105,8 @@ static const struct setting settings[] = {
      "certificate chain file, PEM (repeatable; the Nth key belongs to the Nth cert)"},
     {"key", T_KEY, 0, 0, NULL, FIELD(key), NULL, "private key file, PEM (repeatable)"},
     {"upstream", T_UPSTREAM, 0, 0, NULL, FIELD(upstream), NULL,
-     "backend HOST:PORT [weight=N] (repeatable, at least one; weight 1-100, default 1)"},
+     "backend HOST:PORT [weight=N] (repeatable, at least one; weight 1-100, default 1; inside a "
+     "route: that route's own group, max 16)"},
     {"workers", T_UINT, 0, 256, "0", FIELD(workers), NULL, "worker threads (0 = one per CPU)"},
     {"hash_prefix", T_UINT, 0, 24, "0", FIELD(hash_prefix), "0 24",
      "client address bits hashed to pick an upstream: 0 = whole address, 24 = IPv4 /24 "
@@ -83,25 +130,83 @@ static const struct setting settings[] = {
      "app's ping interval"},
     {"drain_timeout", T_DURATION, 0, 3600, "10s", FIELD(drain_timeout), NULL,
      "on SIGTERM, exit at most this long after closing the listeners"},
-    {"max_frame", T_SIZE, 125, G, "16m", FIELD(max_frame), NULL,
-     "largest WebSocket frame payload (1009 above)"},
-    {"max_message", T_SIZE, 125, G, "16m", FIELD(max_message), NULL,
-     "largest WebSocket message over all its fragments (1009 above)"},
+    DIR3("max_frame", T_SIZE, 125, G, "1m", "16m", max_frame, LEGACY(max_frame), NULL,
+         "largest WebSocket frame payload (1009 above, checked on the frame header)"),
+    DIR3("max_message", T_SIZE, 125, G, "1m", "16m", max_message, LEGACY(max_message), NULL,
+         "largest WebSocket message over all its fragments (1009 above)"),
+    DIR3("max_fragments", T_UINT, 0, 1000000, "0", "0", max_fragments, 0, NULL,
+         "most frames in one message (1009 above; 0 = no limit)"),
+    SWITCH3("allow_text", SW_TEXT, "on", "text messages allowed (off: 1003)"),
+    SWITCH3("allow_binary", SW_BINARY, "on", "binary messages allowed (off: 1003)"),
+    SWITCH3("utf8", SW_UTF8, "on", "text messages checked to be UTF-8 (1007)"),
+    {"rate_messages", T_RATE, 0, 1e6, "0", POL(conn_msgs.rate), NULL,
+     "messages per second one connection may send (client -> upstream; decimals allowed; 0 = off)"},
+    {"rate_messages_burst", T_RATE, 0, 1e9, "0", POL(conn_msgs.burst), NULL,
+     "messages a connection may send at once above rate_messages (0 = max(rate, 1))"},
+    {"rate_bytes", T_BYTERATE, 0, G, "0", POL(conn_bytes.rate), NULL,
+     "message payload bytes per second one connection may send (0 = off)"},
+    {"rate_bytes_burst", T_BYTERATE, 0, G, "0", POL(conn_bytes.burst), NULL,
+     "bytes a connection may send at once (0 = max(rate, 1)); a bigger message waits for a full "
+     "bucket, then goes"},
+    {"ip_rate_messages", T_RATE, 0, 1e6, "0", POL(ip_msgs.rate), NULL,
+     "messages per second one client IP may send over all its connections (0 = off)"},
+    {"ip_rate_messages_burst", T_RATE, 0, 1e9, "0", POL(ip_msgs.burst), NULL,
+     "burst of ip_rate_messages (0 = max(rate, 1))"},
+    {"ip_rate_bytes", T_BYTERATE, 0, G, "0", POL(ip_bytes.rate), NULL,
+     "payload bytes per second one client IP may send over all its connections (0 = off)"},
+    {"ip_rate_bytes_burst", T_BYTERATE, 0, G, "0", POL(ip_bytes.burst), NULL,
+     "burst of ip_rate_bytes (0 = max(rate, 1))"},
+    {"rate_action", T_ENUM, 0, 0, "throttle", POL(rate_action), "throttle close",
+     "over a rate: throttle (stop reading the client until tokens refill; nothing lost) or close "
+     "(1008 naming the rule)"},
+    {"ip_max_conns", T_UINT, 0, 1000000, "0", POL(ip_max_conns), NULL,
+     "concurrent WebSockets per client IP (refused with ip_limit_status; 0 = no limit)"},
+    {"ip_upgrades", T_RATE, 0, 1e6, "0", POL(ip_upgrades.rate), NULL,
+     "WebSocket upgrades per second per client IP (0 = off)"},
+    {"ip_upgrades_burst", T_RATE, 0, 1e9, "0", POL(ip_upgrades.burst), NULL,
+     "burst of ip_upgrades (0 = max(rate, 1))"},
+    {"ip_limit_status", T_UINT, 0, 999, "429", POL(ip_limit_status), "429 503",
+     "answer to an upgrade over ip_max_conns or ip_upgrades: 429 (with Retry-After) or 503"},
+    {"origins", T_PLIST, 0, 0, NULL, POL(origins), NULL,
+     "allowed Origin values, space-separated, repeatable (lines append): https://app.example.com "
+     "(scheme, host, port), *.example.com (any scheme), null; others get 403; none = any"},
+    {"subprotocols", T_PLIST, 0, 0, NULL, POL(subprotocols), NULL,
+     "allowed Sec-WebSocket-Protocol names, space-separated, repeatable; an offer with none of "
+     "them gets 403; none = any"},
     {"max_body", T_SIZE, 0, 1024 * G, "0", FIELD(max_body), NULL,
      "largest HTTP request body (413 above; 0 = unlimited)"},
     {"buffer_size", T_SIZE, 20 * K, 16 * M, "32k", FIELD(buffer_size), NULL,
      "capacity of each of the 5 per-connection buffers"},
-    {"max_header_size", T_SIZE, K, M, "16k", FIELD(max_header_size), NULL,
-     "largest request head (431 above)"},
+    {"max_header_size", T_SIZE, K, M, "16k", FIELD_R(max_header_size, max_header_size), NULL,
+     "largest request head (431 above); inside a route: that route's cap, at most the global one"},
     {"max_uri", T_SIZE, 64, M, "8k", FIELD(max_uri), NULL, "longest request-target (414 above)"},
     {"max_headers", T_UINT, 1, 100, "100", FIELD(max_headers), NULL,
      "most header fields in a request (431 above)"},
+    {"ping_interval", T_DURATION, 0, 86400, "30s", POL(ping_interval), NULL,
+     "wsgate pings a client silent for this long (0 = never)"},
+    {"pong_timeout", T_DURATION, 0.1, 3600, "15s", POL(pong_timeout), NULL,
+     "and closes it (1001) when no pong comes within this"},
+    {"max_lifetime", T_DURATION, 0, 30 * 86400.0, "0", POL(max_lifetime), NULL,
+     "close a WebSocket (1001) this long after the upgrade (0 = never)"},
+    {"lifetime_jitter", T_DURATION, 0, 86400, "0", POL(lifetime_jitter), NULL,
+     "plus a random 0..this, so clients do not all reconnect at once"},
+    {"slow_consumer_bytes", T_SIZE, 0, G, "0", POL(slow_consumer_bytes), NULL,
+     "bytes waiting for a client above this for slow_consumer_grace: close 1008 (0 = off)"},
+    {"slow_consumer_grace", T_DURATION, 0, 3600, "30s", POL(slow_consumer_grace), NULL,
+     "how long the client may stay above slow_consumer_bytes"},
+    {"ip_table_size", T_UINT, 1024, 16777216, "65536", FIELD(ip_table_size), NULL,
+     "client IPs tracked for the ip_ rules (least recently used idle ones are forgotten beyond)"},
+    {"ip_table_shards", T_UINT, 1, 1024, "64", FIELD(ip_table_shards), "1 2 4 8 16 32 64 128 256 512 1024",
+     "locks the per-IP table is split into (a power of two)"},
     {"ticket_lifetime", T_UINT, 0, 7 * 86400, "86400", FIELD(ticket_lifetime), NULL,
      "TLS session ticket lifetime in seconds (0 = no tickets)"},
     {"access_log", T_STRING, 0, 0, "stderr", FIELD(access_log), NULL,
      "where JSON access-log lines go: stderr, off or a file path"},
     {"log_level", T_STRING, 0, 0, "notice", FIELD(log_level), "error warn notice info debug",
      "least severe message logged"},
+    {"admin", T_STRING, 0, 0, "off", FIELD(admin), NULL,
+     "admin endpoint (/metrics, /healthz, /readyz, /certs, POST /reload, POST /drain): a loopback "
+     "HOST:PORT, unix:PATH, or off"},
 };
 /* clang-format on */
 
@@ -296,7 +401,7 @@ static int parse_uint(const char *s, uint64_t *out)
 /* Renders a number of the row's type the way a user would write it ("16m", "10s", "256"). */
 static void format_value(const struct setting *st, double v, char *out, size_t n)
 {
-    if (st->type == T_SIZE) {
+    if (st->type == T_SIZE || st->type == T_BYTERATE) {
         uint64_t b = (uint64_t)v;
         if (b != 0 && b % (1u << 30) == 0)
             snprintf(out, n, "%llug", (unsigned long long)(b >> 30));
@@ -315,9 +420,29 @@ static void format_value(const struct setting *st, double v, char *out, size_t n
             snprintf(out, n, "%gs", v);
         else
             snprintf(out, n, "%gms", v * 1000);
+    } else if (st->type == T_RATE) {
+        snprintf(out, n, "%.15g", v);
     } else {
         snprintf(out, n, "%.0f", v);
     }
+}
+
+/* "10", "0.5", "2.25": a non-negative decimal without exponent. */
+static int parse_decimal(const char *s, double *out)
+{
+    const char *p = s;
+    size_t ndig = 0;
+    while (isdigit((unsigned char)*p))
+        p++, ndig++;
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p))
+            p++, ndig++;
+    }
+    if (ndig == 0 || ndig > 15 || !isdigit((unsigned char)s[0]) || *p != '\0' || p[-1] == '.')
+        return -1;
+    *out = strtod(s, NULL);
+    return 0;
 }
 
 static int in_choices(const char *choices, const char *v)
@@ -394,9 +519,30 @@ static const char *check_hostport(const char *v, int allow_empty_host)
 }
 
 /* The list behind a repeatable row: count, capacity, element pointer. */
-static char *list_slot(struct wsg_cfg *c, const struct setting *st, unsigned **count, unsigned *cap,
-                       size_t *elsize)
+
+/* ---- where values live ---- */
+
+static struct wsg_policy *policy_of(struct wsg_cfg *c, struct wsg_cfg_route *r)
 {
+    return r != NULL ? &r->policy : &c->policy;
+}
+
+static size_t row_of(const struct setting *st)
+{
+    return (size_t)(st - settings);
+}
+
+static unsigned *plist_count(struct wsg_policy *p, const struct setting *st)
+{
+    return st->off == offsetof(struct wsg_policy, origins) ? &p->norigins : &p->nsubprotocols;
+}
+
+/* The list behind a repeatable row (r: inside that route block): count, capacity, element size. */
+static char *list_slot(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, unsigned **count,
+                       unsigned *cap, size_t *elsize)
+{
+    static unsigned none;
+    *count = &none, *cap = 0, *elsize = 1; /* not a list: callers check is_list() first */
     switch (st->type) {
     case T_LISTEN:
         *count = &c->nlisten, *cap = WSG_CFG_MAX_LISTEN, *elsize = sizeof(c->listen[0]);
@@ -408,8 +554,19 @@ static char *list_slot(struct wsg_cfg *c, const struct setting *st, unsigned **c
         *count = &c->nkey, *cap = WSG_CFG_MAX_CERTS, *elsize = sizeof(c->key[0]);
         break;
     case T_UPSTREAM:
+        if (r != NULL) {
+            *count = &r->nupstream, *cap = WSG_CFG_MAX_ROUTE_UPSTREAMS, *elsize = sizeof(r->upstream[0]);
+            return (char *)r->upstream;
+        }
         *count = &c->nupstream, *cap = WSG_CFG_MAX_UPSTREAMS, *elsize = sizeof(c->upstream[0]);
         break;
+    case T_PLIST: {
+        struct wsg_policy *p = policy_of(c, r);
+        *count = plist_count(p, st);
+        *cap = WSG_POLICY_MAX_LIST;
+        *elsize = st->size / WSG_POLICY_MAX_LIST;
+        return (char *)p + st->off;
+    }
     default:
         return NULL;
     }
@@ -418,16 +575,181 @@ static char *list_slot(struct wsg_cfg *c, const struct setting *st, unsigned **c
 
 static int is_list(const struct setting *st)
 {
-    return st->type == T_LISTEN || st->type == T_CERT || st->type == T_KEY || st->type == T_UPSTREAM;
+    return st->type == T_LISTEN || st->type == T_CERT || st->type == T_KEY || st->type == T_UPSTREAM ||
+           st->type == T_PLIST;
 }
 
-static void clear_list(struct wsg_cfg *c, const struct setting *st)
+static void clear_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st)
 {
     unsigned *count, cap;
     size_t elsize;
-    char *base = list_slot(c, st, &count, &cap, &elsize);
-    memset(base, 0, st->size);
+    char *base = list_slot(c, r, st, &count, &cap, &elsize);
+    memset(base, 0, (size_t)cap * elsize);
     *count = 0;
+}
+
+static unsigned get_switch(const struct wsg_dir_policy *d, size_t bit)
+{
+    return bit == SW_TEXT ? d->allow_text : bit == SW_BINARY ? d->allow_binary : d->utf8;
+}
+
+static void put_switch(struct wsg_dir_policy *d, size_t bit, unsigned on)
+{
+    if (bit == SW_TEXT)
+        d->allow_text = on;
+    else if (bit == SW_BINARY)
+        d->allow_binary = on;
+    else
+        d->utf8 = on;
+}
+
+static void put_num(char *field, const struct setting *st, double num)
+{
+    if (st->type == T_DURATION || st->type == T_RATE || st->type == T_BYTERATE)
+        *(double *)(void *)field = num;
+    else if (st->size == sizeof(uint64_t))
+        *(uint64_t *)(void *)field = (uint64_t)num;
+    else
+        *(uint32_t *)(void *)field = (uint32_t)num;
+}
+
+/* Stores a checked number (or switch/enum index) where the row says, globally or in route r. */
+static void store(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, double num)
+{
+    struct wsg_policy *p = policy_of(c, r);
+    switch (st->where) {
+    case W_CFG:
+        put_num(r != NULL ? (char *)p + st->alt : (char *)c + st->off, st, num);
+        break;
+    case W_POL:
+        put_num((char *)p + st->off, st, num);
+        break;
+    case W_DIR:
+        for (unsigned d = DIR_C2U; d <= DIR_U2C; d <<= 1) {
+            if (!(st->dirs & d))
+                continue;
+            struct wsg_dir_policy *dp = d == DIR_C2U ? &p->c2u : &p->u2c;
+            if (st->type == T_SWITCH)
+                put_switch(dp, st->off, num != 0);
+            else
+                put_num((char *)dp + st->off, st, num);
+        }
+        if (r == NULL && st->alt != 0)
+            put_num((char *)c + st->alt, st, num);
+        break;
+    }
+}
+
+/* Copies what row st sets from src to dst (a route's own setting over the inherited policy). */
+static void copy_row(struct wsg_policy *dst, const struct wsg_policy *src, const struct setting *st)
+{
+    switch (st->where) {
+    case W_CFG:
+        memcpy((char *)dst + st->alt, (const char *)src + st->alt, st->size);
+        break;
+    case W_POL:
+        memcpy((char *)dst + st->off, (const char *)src + st->off, st->size);
+        if (st->type == T_PLIST)
+            *plist_count(dst, st) = *plist_count((struct wsg_policy *)(uintptr_t)src, st);
+        break;
+    case W_DIR:
+        for (unsigned d = DIR_C2U; d <= DIR_U2C; d <<= 1) {
+            if (!(st->dirs & d))
+                continue;
+            struct wsg_dir_policy *dd = d == DIR_C2U ? &dst->c2u : &dst->u2c;
+            const struct wsg_dir_policy *sd = d == DIR_C2U ? &src->c2u : &src->u2c;
+            if (st->type == T_SWITCH)
+                put_switch(dd, st->off, get_switch(sd, st->off));
+            else
+                memcpy((char *)dd + st->off, (const char *)sd + st->off, st->size);
+        }
+        break;
+    }
+}
+
+/* ---- value checks ---- */
+
+/* "example.com", "*.example.com", "10.0.0.1" or "[::1]" (no port). */
+static int host_pattern_ok(const char *s, size_t len)
+{
+    if (len >= 2 && s[0] == '*' && s[1] == '.')
+        s += 2, len -= 2;
+    if (len == 0)
+        return 0;
+    if (s[0] == '[') {
+        char v6[64];
+        struct in6_addr a6;
+        if (s[len - 1] != ']' || len - 2 >= sizeof(v6) || len < 3)
+            return 0;
+        memcpy(v6, s + 1, len - 2);
+        v6[len - 2] = '\0';
+        return inet_pton(AF_INET6, v6, &a6) == 1;
+    }
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (isalnum(ch) || ch == '_' || (ch == '-' && label > 0))
+            label++;
+        else if (ch == '.' && label > 0)
+            label = 0;
+        else
+            return 0;
+    }
+    return label > 0;
+}
+
+/* "null", a host pattern, or "scheme://HOST-PATTERN[:port][/]". */
+static int origin_ok(const char *v)
+{
+    if (strcmp(v, "null") == 0)
+        return 1;
+    const char *sep = strstr(v, "://");
+    if (sep == NULL)
+        return host_pattern_ok(v, strlen(v));
+    if (sep == v || !isalpha((unsigned char)v[0]))
+        return 0;
+    for (const char *p = v; p < sep; p++)
+        if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
+            return 0;
+    const char *h = sep + 3;
+    size_t len = strlen(h);
+    if (len > 0 && h[len - 1] == '/')
+        len--;
+    const char *end = h + len, *hend;
+    if (len > 0 && h[0] == '[') {
+        hend = memchr(h, ']', len);
+        if (hend == NULL)
+            return 0;
+        hend++;
+    } else {
+        hend = memchr(h, ':', len);
+        if (hend == NULL)
+            hend = end;
+    }
+    if (!host_pattern_ok(h, (size_t)(hend - h)))
+        return 0;
+    if (hend == end)
+        return 1;
+    if (*hend != ':')
+        return 0;
+    char port[8];
+    uint64_t pn;
+    if ((size_t)(end - hend - 1) >= sizeof(port))
+        return 0;
+    memcpy(port, hend + 1, (size_t)(end - hend - 1));
+    port[end - hend - 1] = '\0';
+    return parse_uint(port, &pn) == 0 && pn >= 1 && pn <= 65535;
+}
+
+/* RFC 9110 token (what Sec-WebSocket-Protocol names are). */
+static int token_ok(const char *v)
+{
+    if (*v == '\0')
+        return 0;
+    for (; *v != '\0'; v++)
+        if (!isalnum((unsigned char)*v) && strchr("!#$%&'*+-.^_`|~", *v) == NULL)
+            return 0;
+    return 1;
 }
 
 /* Strips one pair of surrounding double quotes (paths with spaces). */
@@ -440,12 +762,79 @@ static void unquote(char *v)
     }
 }
 
-static int set_list(struct wsg_cfg *c, const struct setting *st, char *v, const char *file, int line,
-                    char err[WSG_ERRLEN])
+/* Splits v in place on spaces and tabs; at most max words. Returns the count, or max + 1. */
+static size_t split_words(char *v, char **words, size_t max)
+{
+    size_t n = 0;
+    while (*v != '\0') {
+        while (is_space(*v))
+            v++;
+        if (*v == '\0')
+            break;
+        if (n == max)
+            return max + 1;
+        words[n++] = v;
+        v += strcspn(v, " \t");
+        if (*v != '\0')
+            *v++ = '\0';
+    }
+    return n;
+}
+
+/* origins / subprotocols (and a route's host list): every word checked before any is added. */
+static int add_words(char *base, unsigned *count, unsigned cap, size_t elsize, char *v,
+                     int (*ok)(const char *), const char *what, const char *file, int line, const char *name,
+                     char err[WSG_ERRLEN])
+{
+    char *words[WSG_POLICY_MAX_LIST + 1];
+    size_t n = split_words(v, words, WSG_POLICY_MAX_LIST);
+    if (*count + n > cap) {
+        fail(err, file, line, name, "more than %u values", cap);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(words[i]) >= elsize) {
+            fail(err, file, line, name, "\"%s\" is longer than %zu bytes", words[i], elsize - 1);
+            return -1;
+        }
+        if (!ok(words[i])) {
+            fail(err, file, line, name, "\"%s\" is not %s", words[i], what);
+            return -1;
+        }
+        for (unsigned j = 0; j < *count; j++)
+            if (strcasecmp(base + (size_t)j * elsize, words[i]) == 0) {
+                fail(err, file, line, name, "\"%s\" is given twice", words[i]);
+                return -1;
+            }
+        for (size_t j = 0; j < i; j++)
+            if (strcasecmp(words[j], words[i]) == 0) {
+                fail(err, file, line, name, "\"%s\" is given twice", words[i]);
+                return -1;
+            }
+    }
+    for (size_t i = 0; i < n; i++)
+        strcpy(base + (size_t)(*count)++ * elsize, words[i]);
+    return 0;
+}
+
+static int host_ok(const char *v)
+{
+    return host_pattern_ok(v, strlen(v));
+}
+
+static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, char *v,
+                    const char *file, int line, char err[WSG_ERRLEN])
 {
     unsigned *count, cap;
     size_t elsize;
-    char *base = list_slot(c, st, &count, &cap, &elsize);
+    char *base = list_slot(c, r, st, &count, &cap, &elsize);
+    if (st->type == T_PLIST) {
+        int origins = st->off == offsetof(struct wsg_policy, origins);
+        return add_words(base, count, cap, elsize, v, origins ? origin_ok : token_ok,
+                         origins ? "an origin (e.g. https://app.example.com, *.example.com or null)"
+                                 : "a subprotocol name (a token)",
+                         file, line, st->name, err);
+    }
     if (*count >= cap) {
         fail(err, file, line, st->name, "more than %u values", cap);
         return -1;
@@ -516,15 +905,15 @@ static int set_list(struct wsg_cfg *c, const struct setting *st, char *v, const 
     return 0;
 }
 
-static int set_scalar(struct wsg_cfg *c, const struct setting *st, char *v, const char *file, int line,
-                      char err[WSG_ERRLEN])
+static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, char *v,
+                      const char *file, int line, char err[WSG_ERRLEN])
 {
-    char *field = (char *)c + st->off;
     char lim[32];
     double num;
 
     switch (st->type) {
-    case T_STRING:
+    case T_STRING: {
+        char *field = (char *)c + st->off;
         unquote(v);
         if (v[0] == '\0') {
             fail(err, file, line, st->name, "missing value");
@@ -540,7 +929,23 @@ static int set_scalar(struct wsg_cfg *c, const struct setting *st, char *v, cons
         }
         strcpy(field, v);
         return 0;
-    case T_SIZE: {
+    }
+    case T_ENUM:
+    case T_SWITCH: {
+        if (!in_choices(st->choices, v)) {
+            fail(err, file, line, st->name, "\"%s\" is not one of: %s", v, st->choices);
+            return -1;
+        }
+        /* the index among the choices: "on off" -> on is 0, so switches store 1 for "on" */
+        size_t len = strlen(v), idx = 0;
+        for (const char *p = st->choices; strncmp(p, v, len) != 0 || (p[len] != ' ' && p[len] != '\0');
+             p += strcspn(p, " ") + 1)
+            idx++;
+        store(c, r, st, st->type == T_SWITCH ? (idx == 0) : (double)idx);
+        return 0;
+    }
+    case T_SIZE:
+    case T_BYTERATE: {
         uint64_t b;
         if (wsg_parse_size(v, &b) != 0) {
             fail(err, file, line, st->name, "\"%s\" is not a size (e.g. 64k, 1m)", v);
@@ -552,6 +957,12 @@ static int set_scalar(struct wsg_cfg *c, const struct setting *st, char *v, cons
     case T_DURATION:
         if (wsg_parse_duration(v, &num) != 0) {
             fail(err, file, line, st->name, "\"%s\" is not a duration (e.g. 500ms, 10s, 2m)", v);
+            return -1;
+        }
+        break;
+    case T_RATE:
+        if (parse_decimal(v, &num) != 0) {
+            fail(err, file, line, st->name, "\"%s\" is not a number (e.g. 10, 0.5)", v);
             return -1;
         }
         break;
@@ -586,18 +997,13 @@ static int set_scalar(struct wsg_cfg *c, const struct setting *st, char *v, cons
         fail(err, file, line, st->name, "%s is above the maximum %s", v, lim);
         return -1;
     }
-    if (st->type == T_DURATION) {
-        *(double *)(void *)field = num;
-    } else if (st->size == sizeof(uint64_t)) {
-        *(uint64_t *)(void *)field = (uint64_t)num;
-    } else {
-        *(uint32_t *)(void *)field = (uint32_t)num;
-    }
+    store(c, r, st, num);
     return 0;
 }
 
-static int apply(struct wsg_cfg *c, const struct setting *st, const char *value, const char *file, int line,
-                 char err[WSG_ERRLEN])
+/* Applies one setting at top level (r NULL) or inside route block r (which it marks as set). */
+static int apply(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, const char *value,
+                 const char *file, int line, char err[WSG_ERRLEN])
 {
     char v[MAX_LINE + 1];
     if (value == NULL || trim_copy(value, v, sizeof(v)) != 0) {
@@ -608,7 +1014,14 @@ static int apply(struct wsg_cfg *c, const struct setting *st, const char *value,
         fail(err, file, line, st->name, "missing value");
         return -1;
     }
-    return is_list(st) ? set_list(c, st, v, file, line, err) : set_scalar(c, st, v, file, line, err);
+    int rc = is_list(st) ? set_list(c, r, st, v, file, line, err) : set_scalar(c, r, st, v, file, line, err);
+    if (rc == 0 && r != NULL) {
+        size_t row = row_of(st);
+        r->set[row / 64] |= 1ull << (row % 64);
+        if (st->where == W_CFG && st->type != T_UPSTREAM)
+            r->header_line = line;
+    }
+    return rc;
 }
 
 /* ---- public API ---- */
@@ -620,12 +1033,15 @@ void wsg_cfg_defaults(struct wsg_cfg *c)
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (settings[i].def == NULL)
             continue;
-        int rc = apply(c, &settings[i], settings[i].def, "(defaults)", 1, err);
+        int rc = apply(c, NULL, &settings[i], settings[i].def, "(defaults)", 1, err);
         if (rc != 0) { /* a broken table row: caught by the unit tests */
             fprintf(stderr, "wsgate: bad default: %s\n", err);
             abort();
         }
     }
+    /* transitional (config.h): the old single limits keep their 16m until conn.c reads the policy */
+    c->max_frame = c->policy.u2c.max_frame;
+    c->max_message = c->policy.u2c.max_message;
 }
 
 static void unknown(char err[WSG_ERRLEN], const char *file, int line, const char *name)
@@ -646,7 +1062,93 @@ int wsg_cfg_set(struct wsg_cfg *c, const char *name, const char *value, const ch
         unknown(err, file, line, name);
         return -1;
     }
-    return apply(c, st, value, file, line, err);
+    return apply(c, NULL, st, value, file, line, err);
+}
+
+static int route_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof(((struct wsg_cfg_route *)0)->name))
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return 0;
+    return 1;
+}
+
+/* "route NAME {": opens block *rp. */
+static int route_open(struct wsg_cfg *c, char *value, const char *path, int line, struct wsg_cfg_route **rp,
+                      char err[WSG_ERRLEN])
+{
+    char *words[3];
+    size_t n = split_words(value, words, 2);
+    if (n == 2 && strcmp(words[1], "{") != 0 && strlen(words[0]) > 0) {
+        n = 0;
+    } else if (n == 1 && strlen(words[0]) > 1 && words[0][strlen(words[0]) - 1] == '{') {
+        words[0][strlen(words[0]) - 1] = '\0'; /* "route chat{" */
+        n = 2;
+    }
+    if (n != 2) {
+        snprintf(err, WSG_ERRLEN, "%s:%d: route: expected \"route NAME {\"", path, line);
+        return -1;
+    }
+    const char *name = words[0];
+    if (!route_name_ok(name)) {
+        snprintf(err, WSG_ERRLEN,
+                 "%s:%d: route: \"%.64s\" is not a route name (letters, digits, _ - .; up to 63)", path, line,
+                 name);
+        return -1;
+    }
+    for (unsigned i = 0; i < c->nroutes; i++)
+        if (strcmp(c->routes[i].name, name) == 0) {
+            snprintf(err, WSG_ERRLEN, "%s:%d: route %s: duplicate route name (first defined on line %d)",
+                     path, line, name, c->routes[i].line);
+            return -1;
+        }
+    if (c->nroutes >= WSG_CFG_MAX_ROUTES) {
+        snprintf(err, WSG_ERRLEN, "%s:%d: route %s: more than %d routes", path, line, name,
+                 WSG_CFG_MAX_ROUTES);
+        return -1;
+    }
+    struct wsg_cfg_route *r = &c->routes[c->nroutes++];
+    memset(r, 0, sizeof(*r));
+    strcpy(r->name, name);
+    strcpy(r->path, "/");
+    snprintf(r->file, sizeof(r->file), "%s", path);
+    r->line = line;
+    *rp = r;
+    return 0;
+}
+
+/* host / path, the two route-only lines. */
+static int route_match_line(struct wsg_cfg_route *r, const char *name, char *value, const char *file,
+                            int line, int *path_line, char err[WSG_ERRLEN])
+{
+    char v[MAX_LINE + 1];
+    if (trim_copy(value, v, sizeof(v)) != 0 || v[0] == '\0') {
+        fail(err, file, line, name, "missing value");
+        return -1;
+    }
+    if (strcmp(name, "host") == 0)
+        return add_words((char *)r->hosts, &r->nhosts, WSG_CFG_MAX_ROUTE_HOSTS, sizeof(r->hosts[0]), v,
+                         host_ok, "a host name or pattern (e.g. chat.example.com, *.example.com)", file, line,
+                         name, err);
+    if (*path_line != 0) {
+        fail(err, file, line, name, "is duplicate (first set on line %d)", *path_line);
+        return -1;
+    }
+    unquote(v);
+    if (v[0] != '/' || strpbrk(v, " \t") != NULL) {
+        fail(err, file, line, name, "\"%s\" is not a path prefix (starts with /)", v);
+        return -1;
+    }
+    if (strlen(v) >= sizeof(r->path)) {
+        fail(err, file, line, name, "value is longer than %zu bytes", sizeof(r->path) - 1);
+        return -1;
+    }
+    strcpy(r->path, v);
+    *path_line = line;
+    return 0;
 }
 
 int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN])
@@ -657,6 +1159,9 @@ int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN])
         return -1;
     }
     int first_line[NSETTINGS] = {0};
+    int route_line[NSETTINGS] = {0}; /* the same, inside the open route block */
+    int path_line = 0;
+    struct wsg_cfg_route *r = NULL; /* the open route block */
     char *buf = NULL;
     size_t bufcap = 0;
     ssize_t got;
@@ -707,26 +1212,79 @@ int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN])
         char *value = s + strcspn(s, " \t");
         if (*value != '\0')
             *value++ = '\0';
+
+        /* route blocks */
+        if (strcmp(s, "route") == 0) {
+            if (r != NULL) {
+                snprintf(err, WSG_ERRLEN,
+                         "%s:%d: route: nested route blocks are not allowed (route %s opened on line %d)",
+                         path, line, r->name, r->line);
+                rc = -1;
+                break;
+            }
+            if (route_open(c, value, path, line, &r, err) != 0) {
+                rc = -1;
+                break;
+            }
+            memset(route_line, 0, sizeof(route_line));
+            path_line = 0;
+            continue;
+        }
+        if (strcmp(s, "}") == 0) {
+            if (r == NULL || value[strspn(value, " \t")] != '\0') {
+                snprintf(err, WSG_ERRLEN, "%s:%d: unexpected \"}\"%s", path, line,
+                         r == NULL ? " (no route block is open)"
+                                   : " (a line of its own closes a route block)");
+                rc = -1;
+                break;
+            }
+            r = NULL;
+            continue;
+        }
+        if (strcmp(s, "host") == 0 || strcmp(s, "path") == 0) {
+            if (r == NULL) {
+                snprintf(err, WSG_ERRLEN, "%s:%d: %s: only allowed inside a route block", path, line, s);
+                rc = -1;
+                break;
+            }
+            if (route_match_line(r, s, value, path, line, &path_line, err) != 0) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+
         const struct setting *st = find(s);
         if (st == NULL) {
             unknown(err, path, line, s);
             rc = -1;
             break;
         }
-        size_t row = (size_t)(st - settings);
-        if (!is_list(st) && first_line[row] != 0) {
-            fail(err, path, line, st->name, "is duplicate (first set on line %d)", first_line[row]);
+        if (r != NULL && !st->route && st->type != T_UPSTREAM) {
+            snprintf(err, WSG_ERRLEN, "%s:%d: %s: not allowed inside a route block", path, line, st->name);
             rc = -1;
             break;
         }
-        if (apply(c, st, value, path, line, err) != 0) {
+        size_t row = row_of(st);
+        int *seen = r != NULL ? route_line : first_line;
+        if (!is_list(st) && seen[row] != 0) {
+            fail(err, path, line, st->name, "is duplicate (first set on line %d)", seen[row]);
             rc = -1;
             break;
         }
-        first_line[row] = line;
+        if (apply(c, r, st, value, path, line, err) != 0) {
+            rc = -1;
+            break;
+        }
+        seen[row] = line;
     }
     if (rc == 0 && ferror(f)) {
         snprintf(err, WSG_ERRLEN, "%s: cannot read: %s", path, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && r != NULL) {
+        snprintf(err, WSG_ERRLEN, "%s:%d: route %s: unclosed block (opened on line %d)", path, line, r->name,
+                 r->line);
         rc = -1;
     }
     free(buf);
@@ -773,11 +1331,11 @@ int wsg_cfg_load_args(struct wsg_cfg *c, int argc, char **argv, char err[WSG_ERR
             fail(err, "--", 0, st->name, "missing value");
             return -1;
         }
-        size_t row = (size_t)(st - settings);
+        size_t row = row_of(st);
         if (is_list(st) && !seen[row])
-            clear_list(c, st); /* the command line replaces the file's list */
+            clear_list(c, NULL, st); /* the command line replaces the file's list */
         seen[row] = 1;
-        if (apply(c, st, value, "--", 0, err) != 0)
+        if (apply(c, NULL, st, value, "--", 0, err) != 0)
             return -1;
     }
     return 0;
@@ -803,6 +1361,25 @@ int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
                  c->max_header_size, c->buffer_size);
         return -1;
     }
+    /* Routes inherit the final global policy (nginx: the order of the file does not matter). */
+    for (unsigned i = 0; i < c->nroutes; i++) {
+        struct wsg_cfg_route *r = &c->routes[i];
+        if (r->header_line != 0 && r->policy.max_header_size > c->max_header_size) {
+            const struct setting *st = find("max_header_size");
+            char mine[32], global[32];
+            format_value(st, r->policy.max_header_size, mine, sizeof(mine));
+            format_value(st, c->max_header_size, global, sizeof(global));
+            snprintf(err, WSG_ERRLEN,
+                     "%s:%d: route %s: max_header_size: %s is above the global max_header_size %s", r->file,
+                     r->header_line, r->name, mine, global);
+            return -1;
+        }
+        struct wsg_policy merged = c->policy;
+        for (size_t row = 0; row < NSETTINGS; row++)
+            if (r->set[row / 64] & (1ull << (row % 64)) && settings[row].type != T_UPSTREAM)
+                copy_row(&merged, &r->policy, &settings[row]);
+        r->policy = merged;
+    }
     if (c->nlisten == 0) {
         snprintf(c->listen[0], sizeof(c->listen[0]), "%s", geteuid() == 0 ? "0.0.0.0:443" : "0.0.0.0:8443");
         c->nlisten = 1;
@@ -810,17 +1387,52 @@ int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
     return 0;
 }
 
+const struct wsg_cfg_route *wsg_cfg_route_match(const struct wsg_cfg *c, const char *host, size_t host_len,
+                                                const char *path, size_t path_len)
+{
+    for (unsigned i = 0; i < c->nroutes; i++) {
+        const struct wsg_cfg_route *r = &c->routes[i];
+        size_t pl = strlen(r->path);
+        if (pl > path_len || memcmp(r->path, path, pl) != 0)
+            continue;
+        if (r->nhosts == 0)
+            return r;
+        for (unsigned h = 0; h < r->nhosts; h++)
+            if (host != NULL && wsg_match_host(r->hosts[h], host, host_len))
+                return r;
+    }
+    return NULL;
+}
+
+const struct wsg_policy *wsg_cfg_route_policy(const struct wsg_cfg *c, const struct wsg_cfg_route *r)
+{
+    return r != NULL ? &r->policy : &c->policy;
+}
+
+uint32_t wsg_cfg_route_index(const struct wsg_cfg *c, const struct wsg_cfg_route *r)
+{
+    return r != NULL ? (uint32_t)(r - c->routes) + 1 : 0;
+}
+
 static const char *metavar(enum type t)
 {
     switch (t) {
     case T_SIZE:
         return "SIZE";
+    case T_BYTERATE:
+        return "SIZE/s";
     case T_DURATION:
         return "DURATION";
     case T_UINT:
+    case T_RATE:
         return "N";
     case T_STRING:
+    case T_ENUM:
         return "VALUE";
+    case T_SWITCH:
+        return "on|off";
+    case T_PLIST:
+        return "LIST";
     case T_LISTEN:
     case T_UPSTREAM:
         return "HOST:PORT";
@@ -836,12 +1448,21 @@ static const char *type_name(enum type t)
     switch (t) {
     case T_SIZE:
         return "size";
+    case T_BYTERATE:
+        return "size per second";
     case T_DURATION:
         return "duration";
     case T_UINT:
         return "number";
+    case T_RATE:
+        return "per second";
     case T_STRING:
+    case T_ENUM:
         return "string";
+    case T_SWITCH:
+        return "on/off";
+    case T_PLIST:
+        return "list, repeatable";
     case T_LISTEN:
         return "address, repeatable";
     case T_CERT:
@@ -853,6 +1474,11 @@ static const char *type_name(enum type t)
     return "?";
 }
 
+static int route_allowed(const struct setting *st)
+{
+    return st->route || st->type == T_UPSTREAM;
+}
+
 void wsg_cfg_help(FILE *out)
 {
     fprintf(out,
@@ -861,7 +1487,8 @@ void wsg_cfg_help(FILE *out)
             "  -t        check the configuration and exit\n"
             "  -h        show this help\n"
             "settings (in the file as `NAME VALUE`, on the command line as --NAME VALUE or --NAME=VALUE;\n"
-            "sizes take k/m/g, durations ms/s/m/h):\n");
+            "sizes take k/m/g, durations ms/s/m/h; [route]: also allowed in the file's\n"
+            "`route NAME { host PATTERN...; path PREFIX; ... }` blocks, which override the top level):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *st = &settings[i];
         char left[64];
@@ -869,18 +1496,21 @@ void wsg_cfg_help(FILE *out)
         fprintf(out, "  %-30s %s", left, st->help);
         if (st->def != NULL)
             fprintf(out, " (default: %s)", st->def);
+        if (route_allowed(st))
+            fputs(" [route]", out);
         fputc('\n', out);
     }
 }
 
 void wsg_cfg_markdown(FILE *out)
 {
-    fprintf(out, "| name | type | default | description |\n");
-    fprintf(out, "|------|------|---------|-------------|\n");
+    fprintf(out, "| name | type | default | where | description |\n");
+    fprintf(out, "|------|------|---------|-------|-------------|\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *st = &settings[i];
         char bounds[96] = "";
-        if (st->type == T_SIZE || st->type == T_DURATION || st->type == T_UINT) {
+        if (st->type == T_SIZE || st->type == T_DURATION || st->type == T_UINT || st->type == T_RATE ||
+            st->type == T_BYTERATE) {
             char lo[32], hi[32];
             format_value(st, st->min, lo, sizeof(lo));
             format_value(st, st->max, hi, sizeof(hi));
@@ -891,7 +1521,8 @@ void wsg_cfg_markdown(FILE *out)
         } else if (st->choices != NULL) {
             snprintf(bounds, sizeof(bounds), " (one of: %s)", st->choices);
         }
-        fprintf(out, "| `%s` | %s | %s%s%s | %s%s |\n", st->name, type_name(st->type), st->def ? "`" : "",
-                st->def ? st->def : "", st->def ? "`" : "", st->help, bounds);
+        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s%s |\n", st->name, type_name(st->type),
+                st->def ? "`" : "", st->def ? st->def : "", st->def ? "`" : "",
+                route_allowed(st) ? "top, route" : "top", st->help, bounds);
     }
 }

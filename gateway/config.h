@@ -13,14 +13,36 @@
 #include <stdio.h>
 
 #include "gateway/err.h"
+#include "policies/policy.h"
 
 #define WSG_CFG_MAX_LISTEN 16
 #define WSG_CFG_MAX_CERTS 32
 #define WSG_CFG_MAX_UPSTREAMS 64
+#define WSG_CFG_MAX_ROUTES 32
+#define WSG_CFG_MAX_ROUTE_HOSTS 16
+#define WSG_CFG_MAX_ROUTE_UPSTREAMS 16
 
 struct wsg_cfg_upstream {
     char addr[128]; /* host:port */
     unsigned weight;
+};
+
+/* A `route NAME { ... }` block of the file. */
+struct wsg_cfg_route {
+    char name[64];
+    char hosts[WSG_CFG_MAX_ROUTE_HOSTS][128]; /* exact or "*.example.com"; none = any host */
+    unsigned nhosts;
+    char path[256]; /* prefix of the request-target; "/" when not given */
+    struct wsg_cfg_upstream upstream[WSG_CFG_MAX_ROUTE_UPSTREAMS]; /* none = the global upstreams */
+    unsigned nupstream;
+    /* After wsg_cfg_finish: the final global policy with this block's settings applied over it,
+     * whatever their order in the file (nginx inheritance). */
+    struct wsg_policy policy;
+    char file[256]; /* where the block opened */
+    int line;
+    /* config.c's own: which table rows the block sets, and the line of its max_header_size */
+    uint64_t set[2];
+    int header_line;
 };
 
 struct wsg_cfg {
@@ -45,6 +67,8 @@ struct wsg_cfg {
     double upstream_timeout;  /* waiting for upstream bytes during an HTTP exchange */
     double ws_idle_timeout;   /* WebSocket with no frame either way */
     double drain_timeout;     /* SIGTERM: exit at most this long after */
+    /* Transitional (conn.c's ws_start still reads them; to go once it reads the policy): set
+     * only by the plain max_frame/max_message settings at top level, default 16m. */
     uint64_t max_frame;       /* WebSocket frame payload; 1009 above */
     uint64_t max_message;     /* WebSocket message payload over fragments; 1009 above */
     uint64_t max_body;        /* request body; 413 above; 0 = unlimited */
@@ -55,6 +79,14 @@ struct wsg_cfg {
     unsigned ticket_lifetime; /* seconds, 0 = no session tickets */
     char access_log[512];     /* "stderr", "off" or a path */
     char log_level[16];       /* error warn notice info debug */
+    char admin[128];          /* "off", loopback "host:port" or "unix:/path" */
+    uint32_t ip_table_size;   /* per-IP table entries (LRU beyond) */
+    uint32_t ip_table_shards; /* power of two */
+    /* The global policy: settings at top level or on the command line. It is the default route's
+     * policy and the base every route starts from. */
+    struct wsg_policy policy;
+    struct wsg_cfg_route routes[WSG_CFG_MAX_ROUTES]; /* in file order */
+    unsigned nroutes;
 };
 
 /* Fills every field with the table's defaults (listen/upstream/cert lists empty). */
@@ -67,14 +99,29 @@ void wsg_cfg_defaults(struct wsg_cfg *c);
  */
 int wsg_cfg_set(struct wsg_cfg *c, const char *name, const char *value, const char *file, int line,
                 char err[WSG_ERRLEN]);
-/* Reads a whole file; the first error stops it. -1 with err also for unreadable files. */
+/* Reads a whole file, `route NAME { ... }` blocks included; the first error stops it. -1 with
+ * err also for unreadable files. */
 int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN]);
 /* Parses argv overrides (--NAME VALUE ...), ignoring -c FILE, -t, -h/--help which main handles.
  * Settings given on the command line override the file even for repeatable ones. */
 int wsg_cfg_load_args(struct wsg_cfg *c, int argc, char **argv, char err[WSG_ERRLEN]);
 /* Cross-field checks after everything is loaded: cert/key pairs match in count, at least one
- * upstream, at least one listen (defaults to 0.0.0.0:443 as root, 0.0.0.0:8443 otherwise). */
+ * upstream, at least one listen (defaults to 0.0.0.0:443 as root, 0.0.0.0:8443 otherwise), a
+ * route's max_header_size not above the global one. Then each route's policy becomes the final
+ * global policy with the route's own settings over it. Calling it again gives the same result. */
 int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN]);
+/**
+ * The route for a request: routes in file order, the first whose host patterns (if any) match
+ * `host` (the Host header; port ignored) and whose path is a prefix of `path` wins.
+ * @return the route, or NULL for the default route (global policy and upstreams).
+ */
+const struct wsg_cfg_route *wsg_cfg_route_match(const struct wsg_cfg *c, const char *host, size_t host_len,
+                                                const char *path, size_t path_len);
+/* &r->policy, or the global policy for the default route (r NULL). */
+const struct wsg_policy *wsg_cfg_route_policy(const struct wsg_cfg *c, const struct wsg_cfg_route *r);
+/* 0 for the default route (NULL), i + 1 for c->routes[i]: the route part of the per-IP key. */
+uint32_t wsg_cfg_route_index(const struct wsg_cfg *c, const struct wsg_cfg_route *r);
+
 /* Prints the settings table (name, type, default, help) as `wsgate --help` shows it. */
 void wsg_cfg_help(FILE *out);
 /* Prints the table as a Markdown reference (README). */

@@ -101,9 +101,12 @@ struct wsg_conn {
     ev_timer timer;
     double deadline;
     double t_start;
-    struct wsg_upstreams *ups; /* the table peer belongs to (tables are kept until exit) */
-    struct wsg_peer *peer;     /* upstream of the current/last exchange */
-    uint64_t tried;            /* peers tried for the current connect */
+    const struct wsg_runtime *rt; /* config in force for the current exchange (kept until exit) */
+    const struct wsg_policy *pol; /* the route's policy for the current exchange */
+    unsigned route;               /* 0: default route; i + 1: route i */
+    struct wsg_upstreams *ups;    /* the table peer belongs to */
+    struct wsg_peer *peer;        /* upstream of the current/last exchange */
+    uint64_t tried;               /* peers tried for the current connect */
     struct wsg_xchg x;
     struct wsg_ws_relay *c2u, *u2c;
     enum wsg_reason reason;
@@ -127,7 +130,7 @@ static double now_of(const struct wsg_conn *c)
 
 static const struct wsg_cfg *cfg_of(const struct wsg_conn *c)
 {
-    return wsg_shared_cfg(c->w->sh);
+    return c->rt->cfg;
 }
 
 static struct wsg_metrics *metrics(const struct wsg_conn *c)
@@ -675,7 +678,7 @@ static int handle_request(struct wsg_conn *c)
     side_close(c, &c->up);
     wsg_buf_free(&c->up.in);
     c->tried = 0;
-    c->ups = wsg_shared_ups(c->w->sh);
+    c->ups = c->rt->ups[c->route];
     if (upstream_open(c) != 0) {
         respond_error(c, WSG_R_UPSTREAM_DOWN, "no upstream accepted a connection");
         return 1;
@@ -1246,13 +1249,16 @@ static void on_timer(EV_P_ ev_timer *t, int revents)
 
 void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
-    const struct wsg_cfg *cfg = wsg_shared_cfg(w->sh);
+    const struct wsg_runtime *rt = wsg_shared_rt(w->sh);
+    const struct wsg_cfg *cfg = rt->cfg;
     struct wsg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         close(fd);
         return;
     }
     c->w = w;
+    c->rt = rt;
+    c->pol = &cfg->policy;
     c->id = ++w->next_id * 64 + (uint64_t)w->id;
     memcpy(&c->peer_addr, peer, peerlen < sizeof(c->peer_addr) ? peerlen : sizeof(c->peer_addr));
     fmt_addr(peer, c->peer_ip, sizeof(c->peer_ip), &c->peer_port);

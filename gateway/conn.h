@@ -19,25 +19,31 @@
 #include "gateway/config.h"
 #include "gateway/metrics.h"
 #include "gateway/upstream.h"
+#include "policies/policy.h"
 
 struct wsg_tls_store;
 struct wsg_rng;
 struct wsg_conn;
 
-/* What all workers share: read-only after boot except where noted. */
-struct wsg_shared {
-    const struct wsg_cfg *cfg; /* swapped whole on reload (atomic pointer; old ones kept until exit) */
-    struct wsg_tls_store *tls; /* generations swap on reload (internally locked) */
-    struct wsg_upstreams *ups; /* swapped like cfg; health fields locked per peer */
+/* The configuration in force and what was built from it: swapped whole on reload (an atomic
+ * pointer); replaced ones stay valid until exit, so a connection may keep using the one it
+ * started with. */
+struct wsg_runtime {
+    const struct wsg_cfg *cfg;
+    /* [0]: the global upstreams; [i + 1]: route i's own group, or the global table again */
+    struct wsg_upstreams *ups[1 + WSG_CFG_MAX_ROUTES];
 };
 
-static inline const struct wsg_cfg *wsg_shared_cfg(const struct wsg_shared *sh)
+/* What all workers share. */
+struct wsg_shared {
+    struct wsg_runtime *rt;    /* see above */
+    struct wsg_tls_store *tls; /* generations swap on reload (internally locked) */
+    struct wsg_iptable *ipt;   /* per-client-IP limits, all workers (internally locked) */
+};
+
+static inline const struct wsg_runtime *wsg_shared_rt(const struct wsg_shared *sh)
 {
-    return __atomic_load_n(&sh->cfg, __ATOMIC_ACQUIRE);
-}
-static inline struct wsg_upstreams *wsg_shared_ups(const struct wsg_shared *sh)
-{
-    return __atomic_load_n(&sh->ups, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&sh->rt, __ATOMIC_ACQUIRE);
 }
 
 struct wsg_worker {

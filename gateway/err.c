@@ -26,4 +26,12 @@ const struct wsg_reason_row wsg_reasons[WSG_R__COUNT] = {
     [WSG_R_CLIENT_CLOSED] = {"client closed", 0, 1001},
     [WSG_R_SHUTDOWN] = {"gateway shutting down", 503, 1001},
     [WSG_R_NOMEM] = {"out of memory", 503, 1011},
+    [WSG_R_ORIGIN] = {"origin not allowed", 403, 0},
+    [WSG_R_SUBPROTOCOL] = {"subprotocol not allowed", 403, 0},
+    [WSG_R_IP_LIMIT] = {"too many connections from this address", 429, 0},
+    [WSG_R_WS_UNSUPPORTED] = {"message type not allowed", 0, 1003},
+    [WSG_R_WS_RATE] = {"rate limit exceeded", 0, 1008},
+    [WSG_R_WS_PONG] = {"no pong in time", 0, 1001},
+    [WSG_R_WS_LIFETIME] = {"connection lifetime reached", 0, 1001},
+    [WSG_R_WS_SLOW] = {"slow consumer", 0, 1008},
 };

@@ -52,6 +52,14 @@ enum wsg_reason {
     WSG_R_CLIENT_CLOSED,    /* client went away */
     WSG_R_SHUTDOWN,         /* 503 / 1001: draining */
     WSG_R_NOMEM,            /* 503 / 1011 */
+    WSG_R_ORIGIN,           /* 403: Origin not in the route's allowlist */
+    WSG_R_SUBPROTOCOL,      /* 403: no offered subprotocol is allowed */
+    WSG_R_IP_LIMIT,         /* 429 (or 503): too many connections or upgrades from one address */
+    WSG_R_WS_UNSUPPORTED,   /* 1003: a data opcode the route does not allow */
+    WSG_R_WS_RATE,          /* 1008: a rate limit with action close */
+    WSG_R_WS_PONG,          /* 1001: no pong to the gateway's ping in time */
+    WSG_R_WS_LIFETIME,      /* 1001: max_lifetime reached */
+    WSG_R_WS_SLOW,          /* 1008: the client did not read for slow_consumer_grace */
     WSG_R__COUNT
 };
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gateway/admin.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/log.h"
@@ -35,7 +36,9 @@ static struct {
     unsigned nworkers;
     int draining;
     ev_timer drain_watch;
-    const void *old[MAX_OLD * 2]; /* replaced configs and upstream tables, freed at exit */
+    struct ev_loop *loop;
+    unsigned long reloads_ok, reloads_failed;
+    struct wsg_runtime *old[MAX_OLD]; /* replaced runtimes: connections may still use them */
     unsigned nold;
 } g;
 
@@ -51,7 +54,8 @@ static int load_config(struct wsg_cfg *cfg, char err[WSG_ERRLEN])
     return wsg_cfg_finish(cfg, err);
 }
 
-static struct wsg_upstreams *build_upstreams(const struct wsg_cfg *cfg, char err[WSG_ERRLEN])
+static struct wsg_upstreams *build_upstreams(const struct wsg_cfg *cfg, const struct wsg_cfg_upstream *list,
+                                             unsigned n, char err[WSG_ERRLEN])
 {
     struct wsg_upstreams *u = calloc(1, sizeof(*u));
     if (u == NULL) {
@@ -61,14 +65,63 @@ static struct wsg_upstreams *build_upstreams(const struct wsg_cfg *cfg, char err
     u->hash_prefix = cfg->hash_prefix;
     u->max_fails = cfg->max_fails;
     u->fail_timeout = cfg->fail_timeout;
-    for (unsigned i = 0; i < cfg->nupstream; i++) {
-        if (wsg_upstream_add(u, cfg->upstream[i].addr, cfg->upstream[i].weight, err) != 0) {
+    for (unsigned i = 0; i < n; i++) {
+        if (wsg_upstream_add(u, list[i].addr, list[i].weight, err) != 0) {
             wsg_upstreams_free(u);
             free(u);
             return NULL;
         }
     }
     return u;
+}
+
+static void runtime_free(struct wsg_runtime *rt)
+{
+    if (rt == NULL)
+        return;
+    for (unsigned i = 1; i <= WSG_CFG_MAX_ROUTES; i++)
+        if (rt->ups[i] != NULL && rt->ups[i] != rt->ups[0]) {
+            wsg_upstreams_free(rt->ups[i]);
+            free(rt->ups[i]);
+        }
+    if (rt->ups[0] != NULL) {
+        wsg_upstreams_free(rt->ups[0]);
+        free(rt->ups[0]);
+    }
+    free((void *)rt->cfg);
+    free(rt);
+}
+
+/* Takes ownership of cfg: the upstream tables of the default route and of every route that has
+ * its own group. */
+static struct wsg_runtime *runtime_new(struct wsg_cfg *cfg, char err[WSG_ERRLEN])
+{
+    struct wsg_runtime *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL) {
+        snprintf(err, WSG_ERRLEN, "out of memory");
+        free(cfg);
+        return NULL;
+    }
+    rt->cfg = cfg;
+    if ((rt->ups[0] = build_upstreams(cfg, cfg->upstream, cfg->nupstream, err)) == NULL)
+        goto fail;
+    for (unsigned i = 0; i < cfg->nroutes; i++) {
+        const struct wsg_cfg_route *r = &cfg->routes[i];
+        if (r->nupstream == 0) {
+            rt->ups[i + 1] = rt->ups[0];
+        } else if ((rt->ups[i + 1] = build_upstreams(cfg, r->upstream, r->nupstream, err)) == NULL) {
+            /* Name the block: FILE:LINE: route NAME: reason (truncated to fit). */
+            char inner[WSG_ERRLEN];
+            snprintf(inner, sizeof(inner), "%s", err);
+            int n = snprintf(err, WSG_ERRLEN, "%.100s:%d: route %.40s: ", r->file, r->line, r->name);
+            snprintf(err + n, WSG_ERRLEN - (size_t)n, "%.*s", (int)(WSG_ERRLEN - (size_t)n - 1), inner);
+            goto fail;
+        }
+    }
+    return rt;
+fail:
+    runtime_free(rt);
+    return NULL;
 }
 
 static void tls_settings(const struct wsg_cfg *cfg, struct wsg_tls_pair *pairs, struct wsg_tls_settings *s)
@@ -90,46 +143,60 @@ static void usage(FILE *out)
     wsg_cfg_help(out);
 }
 
+/* Reloads the file and the certificates. Established connections keep what they started with;
+ * new exchanges take the new configuration. Returns 0, or -1 with err (nothing changed). */
+static int do_reload(char err[WSG_ERRLEN])
+{
+    if (g.nold >= MAX_OLD) {
+        snprintf(err, WSG_ERRLEN, "too many reloads without a restart (%d)", MAX_OLD);
+        return -1;
+    }
+    struct wsg_cfg *cfg = malloc(sizeof(*cfg));
+    if (cfg == NULL) {
+        snprintf(err, WSG_ERRLEN, "out of memory");
+        return -1;
+    }
+    if (load_config(cfg, err) != 0) {
+        free(cfg);
+        return -1;
+    }
+    struct wsg_tls_pair pairs[WSG_CFG_MAX_CERTS];
+    struct wsg_tls_settings ts;
+    tls_settings(cfg, pairs, &ts);
+    struct wsg_runtime *rt = runtime_new(cfg, err);
+    if (rt == NULL)
+        return -1;
+    if (wsg_tls_store_reload(g.sh.tls, &ts, err) != 0) {
+        runtime_free(rt);
+        return -1;
+    }
+    const struct wsg_cfg *old_cfg = g.sh.rt->cfg;
+    if (strcmp(old_cfg->listen[0], cfg->listen[0]) != 0 || old_cfg->nlisten != cfg->nlisten ||
+        old_cfg->workers != cfg->workers || strcmp(old_cfg->admin, cfg->admin) != 0 ||
+        old_cfg->ip_table_size != cfg->ip_table_size)
+        wsg_log(WSG_LOG_WARN,
+                "reload: listen, workers, admin and ip_table_size changes take effect after a restart");
+    int lvl = wsg_log_level_parse(cfg->log_level);
+    if (lvl >= 0)
+        wsg_log_max = lvl;
+    g.old[g.nold++] = g.sh.rt;
+    __atomic_store_n(&g.sh.rt, rt, __ATOMIC_RELEASE);
+    g.reloads_ok++;
+    wsg_log(WSG_LOG_NOTICE, "reloaded: certificate generation %u, %u upstreams, %u routes",
+            wsg_tls_store_generation(g.sh.tls), cfg->nupstream, cfg->nroutes);
+    return 0;
+}
+
 static void on_reload(EV_P_ ev_signal *w, int revents)
 {
     WSG_UNUSED(loop);
     WSG_UNUSED(w);
     WSG_UNUSED(revents);
     char err[WSG_ERRLEN];
-    struct wsg_cfg *cfg = malloc(sizeof(*cfg));
-    if (cfg == NULL)
-        return;
-    if (load_config(cfg, err) != 0) {
+    if (do_reload(err) != 0) {
+        g.reloads_failed++;
         wsg_log(WSG_LOG_ERROR, "reload refused, the running configuration stays: %s", err);
-        free(cfg);
-        return;
     }
-    struct wsg_tls_pair pairs[WSG_CFG_MAX_CERTS];
-    struct wsg_tls_settings ts;
-    tls_settings(cfg, pairs, &ts);
-    struct wsg_upstreams *ups = build_upstreams(cfg, err);
-    if (ups == NULL || g.nold + 2 > MAX_OLD * 2 || wsg_tls_store_reload(g.sh.tls, &ts, err) != 0) {
-        wsg_log(WSG_LOG_ERROR, "reload refused, the running configuration stays: %s",
-                g.nold + 2 > MAX_OLD * 2 ? "too many reloads without restart" : err);
-        if (ups) {
-            wsg_upstreams_free(ups);
-            free(ups);
-        }
-        free(cfg);
-        return;
-    }
-    const struct wsg_cfg *old_cfg = g.sh.cfg;
-    if (strcmp(old_cfg->listen[0], cfg->listen[0]) != 0 || old_cfg->nlisten != cfg->nlisten ||
-        old_cfg->workers != cfg->workers)
-        wsg_log(WSG_LOG_WARN, "reload: listen and workers changes take effect after a restart");
-    wsg_log_max = wsg_log_level_parse(cfg->log_level);
-    /* Connections read these pointers at the start of each exchange; the old ones stay valid. */
-    g.old[g.nold++] = old_cfg;
-    g.old[g.nold++] = g.sh.ups;
-    __atomic_store_n(&g.sh.cfg, cfg, __ATOMIC_RELEASE);
-    __atomic_store_n(&g.sh.ups, ups, __ATOMIC_RELEASE);
-    wsg_log(WSG_LOG_NOTICE, "reloaded: certificate generation %u, %u upstreams",
-            wsg_tls_store_generation(g.sh.tls), cfg->nupstream);
 }
 
 static void on_drain_watch(EV_P_ ev_timer *t, int revents)
@@ -142,20 +209,100 @@ static void on_drain_watch(EV_P_ ev_timer *t, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void start_drain(void)
+{
+    if (g.draining)
+        return;
+    g.draining = 1;
+    wsg_log(WSG_LOG_NOTICE, "draining (at most %.1fs)", g.sh.rt->cfg->drain_timeout);
+    for (unsigned i = 0; i < g.nworkers; i++)
+        wsg_worker_drain(&g.workers[i]);
+    ev_timer_init(&g.drain_watch, on_drain_watch, 0.02, 0.02);
+    ev_timer_start(g.loop, &g.drain_watch);
+}
+
 static void on_term(EV_P_ ev_signal *w, int revents)
 {
+    WSG_UNUSED(loop);
     WSG_UNUSED(revents);
     if (g.draining) {
         wsg_log(WSG_LOG_NOTICE, "second signal %d: exiting now", w->signum);
         _exit(0);
     }
-    g.draining = 1;
-    wsg_log(WSG_LOG_NOTICE, "signal %d: draining (at most %.1fs)", w->signum, g.sh.cfg->drain_timeout);
-    for (unsigned i = 0; i < g.nworkers; i++)
-        wsg_worker_drain(&g.workers[i]);
-    ev_timer_init(&g.drain_watch, on_drain_watch, 0.02, 0.02);
-    ev_timer_start(loop, &g.drain_watch);
+    wsg_log(WSG_LOG_NOTICE, "signal %d", w->signum);
+    start_drain();
 }
+
+/* ---- admin endpoint callbacks (main thread) ---- */
+
+static int admin_reload(char err[WSG_ERRLEN])
+{
+    if (do_reload(err) == 0)
+        return 0;
+    g.reloads_failed++;
+    wsg_log(WSG_LOG_ERROR, "reload refused, the running configuration stays: %s", err);
+    return -1;
+}
+
+static int admin_draining(void)
+{
+    return g.draining;
+}
+
+static void admin_metrics(FILE *f)
+{
+    const struct wsg_metrics *each[MAX_WORKERS];
+    struct wsg_metrics sum;
+    for (unsigned i = 0; i < g.nworkers; i++)
+        each[i] = &g.workers[i].m;
+    wsg_metrics_sum(&sum, each, g.nworkers);
+    const struct wsg_runtime *rt = wsg_shared_rt(&g.sh);
+    const char *names[WSG_M_ROUTES] = {"default"};
+    for (unsigned r = 0; r < rt->cfg->nroutes && r + 1 < WSG_M_ROUTES; r++)
+        names[r + 1] = rt->cfg->routes[r].name;
+    wsg_metrics_print(f, &sum, names, rt->cfg->nroutes + 1);
+    fprintf(f, "# HELP wsgate_reloads_total Configuration reloads by result.\n# TYPE wsgate_reloads_total "
+               "counter\n");
+    fprintf(f, "wsgate_reloads_total{result=\"ok\"} %lu\nwsgate_reloads_total{result=\"failed\"} %lu\n",
+            g.reloads_ok, g.reloads_failed);
+    fprintf(
+        f,
+        "# HELP wsgate_tls_generation Current certificate generation.\n# TYPE wsgate_tls_generation gauge\n"
+        "wsgate_tls_generation %u\n",
+        wsg_tls_store_generation(g.sh.tls));
+    fprintf(f,
+            "# HELP wsgate_tls_generations_live Certificate generations still used by connections.\n"
+            "# TYPE wsgate_tls_generations_live gauge\nwsgate_tls_generations_live %u\n",
+            wsg_tls_store_live_generations(g.sh.tls));
+    fprintf(f, "# HELP wsgate_draining 1 while draining.\n# TYPE wsgate_draining gauge\nwsgate_draining %d\n",
+            g.draining);
+    fprintf(f, "# HELP wsgate_upstream_up 0 while passive health has taken the upstream out.\n"
+               "# TYPE wsgate_upstream_up gauge\n");
+    double now = ev_now(g.loop);
+    for (unsigned r = 0; r <= rt->cfg->nroutes; r++) {
+        if (r > 0 && rt->ups[r] == rt->ups[0])
+            continue;
+        const struct wsg_upstreams *u = rt->ups[r];
+        for (size_t i = 0; i < u->npeers; i++)
+            fprintf(f, "wsgate_upstream_up{route=\"%s\",upstream=\"%s\"} %d\n",
+                    r == 0 ? "" : rt->cfg->routes[r - 1].name, u->peers[i].name,
+                    u->peers[i].down_until <= now ? 1 : 0);
+    }
+}
+
+static void admin_certs(FILE *f)
+{
+    fprintf(f, "{\"generation\":%u,\"live_generations\":%u}\n", wsg_tls_store_generation(g.sh.tls),
+            wsg_tls_store_live_generations(g.sh.tls));
+}
+
+static const struct wsg_admin_ops admin_ops = {
+    .reload = admin_reload,
+    .drain = start_drain,
+    .draining = admin_draining,
+    .metrics = admin_metrics,
+    .certs = admin_certs,
+};
 
 int main(int argc, char **argv)
 {
@@ -198,18 +345,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
     }
-    if ((g.sh.ups = build_upstreams(cfg, err)) == NULL) {
+    if ((g.sh.rt = runtime_new(cfg, err)) == NULL) {
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
     }
-    g.sh.cfg = cfg;
     if (test_only) {
         fprintf(stderr, "wsgate: configuration %s is ok\n", g.conf_path ? g.conf_path : "(command line)");
         wsg_tls_store_free(g.sh.tls);
-        wsg_upstreams_free(g.sh.ups);
-        free(g.sh.ups);
-        free(cfg);
+        runtime_free(g.sh.rt);
         return 0;
+    }
+    if ((g.sh.ipt = wsg_iptable_new(cfg->ip_table_size, cfg->ip_table_shards)) == NULL) {
+        fprintf(stderr, "wsgate: out of memory for the per-IP table\n");
+        return 1;
     }
     if (wsg_log_open_access(cfg->access_log) != 0) {
         fprintf(stderr, "wsgate: access_log %s: %s\n", cfg->access_log, strerror(errno));
@@ -254,6 +402,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    g.loop = loop;
+    if (cfg->admin[0] && strcmp(cfg->admin, "off") != 0 &&
+        wsg_admin_start(loop, cfg->admin, &admin_ops, err) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
     ev_signal sig_hup, sig_term, sig_int;
     ev_signal_init(&sig_hup, on_reload, SIGHUP);
     ev_signal_init(&sig_term, on_term, SIGTERM);
@@ -269,15 +423,12 @@ int main(int argc, char **argv)
         pthread_join(g.workers[i].thread, NULL);
     wsg_log(WSG_LOG_NOTICE, "drained, exiting");
     free(g.workers);
+    wsg_admin_stop(loop);
     wsg_tls_store_free(g.sh.tls);
-    wsg_upstreams_free(g.sh.ups);
-    free(g.sh.ups);
-    free((void *)g.sh.cfg);
-    for (unsigned i = 0; i < g.nold; i += 2) {
-        free((void *)g.old[i]);
-        wsg_upstreams_free((struct wsg_upstreams *)g.old[i + 1]);
-        free((void *)g.old[i + 1]);
-    }
+    runtime_free(g.sh.rt);
+    for (unsigned i = 0; i < g.nold; i++)
+        runtime_free(g.old[i]);
+    wsg_iptable_free(g.sh.ipt);
     ev_loop_destroy(loop);
     return 0;
 }

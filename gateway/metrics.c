@@ -3,6 +3,12 @@
 
 #include <string.h>
 
+const char *const wsg_policy_rule_names[WSG_PR__COUNT] = {
+    "max_frame",     "max_message",  "max_fragments", "opcode",        "utf8",      "protocol",
+    "rate_messages", "rate_bytes",   "ip_rate",       "ip_conns",      "origin",    "subprotocol",
+    "header_size",   "pong_timeout", "lifetime",      "slow_consumer", "throttled",
+};
+
 void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *each, unsigned n)
 {
     memset(out, 0, sizeof(*out));
@@ -19,6 +25,10 @@ void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *e
         for (unsigned s = 0; s < 4; s++)
             for (unsigned i = 0; i <= WSG_M_CLOSE_CODES; i++)
                 out->close[s][i] += __atomic_load_n(&m->close[s][i], __ATOMIC_RELAXED);
+        for (unsigned r = 0; r < WSG_M_ROUTES; r++)
+            for (unsigned i = 0; i < WSG_PR__COUNT; i++)
+                for (unsigned d = 0; d < 2; d++)
+                    out->policy[r][i][d] += __atomic_load_n(&m->policy[r][i][d], __ATOMIC_RELAXED);
     }
 }
 
@@ -27,7 +37,7 @@ static void counter(FILE *f, const char *name, const char *help, unsigned long l
     fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, v);
 }
 
-void wsg_metrics_print(FILE *f, const struct wsg_metrics *m)
+void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *route_names, unsigned nroutes)
 {
     static const char *const states[WSG_M_STATES] = {"tls_handshake", "request_head", "http",
                                                      "ws_upgrade",    "websocket",    "closing"};
@@ -92,6 +102,17 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m)
                 fprintf(f, "wsgate_websocket_closes_total{by=\"%s\",code=\"other\"} %llu\n", who[s],
                         (unsigned long long)m->close[s][i]);
         }
+    fprintf(f,
+            "# HELP wsgate_policy_events_total Policy violations (and throttled frames) by route, rule and "
+            "direction.\n# TYPE wsgate_policy_events_total counter\n");
+    for (unsigned r = 0; r < WSG_M_ROUTES && r < nroutes; r++)
+        for (unsigned i = 0; i < WSG_PR__COUNT; i++)
+            for (unsigned d = 0; d < 2; d++)
+                if (m->policy[r][i][d] != 0)
+                    fprintf(f, "wsgate_policy_events_total{route=\"%s\",rule=\"%s\",direction=\"%s\"} %llu\n",
+                            route_names[r], wsg_policy_rule_names[i],
+                            d == 0 ? "client_to_upstream" : "upstream_to_client",
+                            (unsigned long long)m->policy[r][i][d]);
     counter(f, "wsgate_upstream_connects_total", "Successful upstream connects.",
             m->c[WSG_M_UPSTREAM_CONNECTS]);
     counter(f, "wsgate_upstream_connect_failures_total", "Refused or timed-out upstream connects.",

@@ -29,6 +29,30 @@ enum wsg_counter {
     WSG_M__COUNT
 };
 
+/* Policy rules, for violations counted by route, rule and direction. */
+enum wsg_policy_rule {
+    WSG_PR_MAX_FRAME,
+    WSG_PR_MAX_MESSAGE,
+    WSG_PR_MAX_FRAGMENTS,
+    WSG_PR_OPCODE,
+    WSG_PR_UTF8,
+    WSG_PR_PROTOCOL,
+    WSG_PR_RATE_MESSAGES,
+    WSG_PR_RATE_BYTES,
+    WSG_PR_IP_RATE,
+    WSG_PR_IP_CONNS,
+    WSG_PR_ORIGIN,
+    WSG_PR_SUBPROTOCOL,
+    WSG_PR_HEADER_SIZE,
+    WSG_PR_PONG_TIMEOUT,
+    WSG_PR_LIFETIME,
+    WSG_PR_SLOW_CONSUMER,
+    WSG_PR_THROTTLED, /* not a violation: a frame held until tokens refill */
+    WSG_PR__COUNT
+};
+extern const char *const wsg_policy_rule_names[WSG_PR__COUNT];
+enum { WSG_M_ROUTES = 33 }; /* default route + WSG_CFG_MAX_ROUTES */
+
 enum { WSG_M_STATES = 6 };       /* connection states, as conn.c numbers them */
 enum { WSG_M_SIZE_BUCKETS = 8 }; /* frame payload: <=125, <=1k, <=4k, <=16k, <=64k, <=256k, <=1m, more */
 enum { WSG_M_CLOSE_CODES = 12 }; /* 1000..1011 by index; other codes are counted in "other" */
@@ -41,6 +65,8 @@ struct wsg_metrics {
     /* close codes seen, by who sent them: [0] client, [1] upstream, [2] gateway to client,
      * [3] gateway to upstream; index code-1000, last slot "other" */
     uint64_t close[4][WSG_M_CLOSE_CODES + 1];
+    /* [route][rule][direction: 0 client->upstream, 1 upstream->client] */
+    uint64_t policy[WSG_M_ROUTES][WSG_PR__COUNT][2];
 };
 
 /* The owner thread is the only writer; relaxed stores keep readers on other threads defined. */
@@ -71,7 +97,9 @@ static inline void wsg_m_close(struct wsg_metrics *m, unsigned who, int code)
 
 /* Sums n workers' metrics into out (relaxed loads). */
 void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *each, unsigned n);
-/* Prints Prometheus text exposition format 0.0.4 for the sum. */
-void wsg_metrics_print(FILE *f, const struct wsg_metrics *m);
+/* Prints Prometheus text exposition format 0.0.4 for the sum; route_names[i] names route i
+ * (0 = the default route, ""). */
+void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *route_names,
+                       unsigned nroutes);
 
 #endif

@@ -157,7 +157,7 @@ static void on_wake(EV_P_ ev_async *a, int revents)
         w->lfd[i] = -1;
     }
     ev_timer_stop(loop, &w->accept_retry);
-    w->drain_deadline = ev_now(loop) + wsg_shared_cfg(w->sh)->drain_timeout;
+    w->drain_deadline = ev_now(loop) + wsg_shared_rt(w->sh)->cfg->drain_timeout;
     /* Drain every connection; conn_drain may free c, so take next first. */
     for (struct wsg_conn *c = w->conns, *next; c != NULL; c = next) {
         next = wsg_conn_next(c);

@@ -88,6 +88,14 @@ static void test_defaults(void **state)
     assert_int_equal(c->ticket_lifetime, 86400);
     assert_string_equal(c->access_log, "stderr");
     assert_string_equal(c->log_level, "notice");
+    assert_int_equal(c->ip_table_size, 65536);
+    assert_int_equal(c->ip_table_shards, 64);
+    assert_int_equal(c->nroutes, 0);
+    /* the table's defaults are policies/'s defaults */
+    struct wsg_policy p;
+    memset(&p, 0, sizeof(p));
+    wsg_policy_defaults(&p);
+    assert_memory_equal(&c->policy, &p, sizeof(p));
 }
 
 static void test_parse_size(void **state)
@@ -588,12 +596,56 @@ static void test_help_and_markdown(void **state)
                                   "max_headers",
                                   "ticket_lifetime",
                                   "access_log",
-                                  "log_level"};
+                                  "log_level",
+                                  "client_max_frame",
+                                  "upstream_max_frame",
+                                  "client_max_message",
+                                  "upstream_max_message",
+                                  "max_fragments",
+                                  "client_max_fragments",
+                                  "upstream_max_fragments",
+                                  "allow_text",
+                                  "client_allow_text",
+                                  "upstream_allow_text",
+                                  "allow_binary",
+                                  "client_allow_binary",
+                                  "upstream_allow_binary",
+                                  "utf8",
+                                  "client_utf8",
+                                  "upstream_utf8",
+                                  "rate_messages",
+                                  "rate_messages_burst",
+                                  "rate_bytes",
+                                  "rate_bytes_burst",
+                                  "ip_rate_messages",
+                                  "ip_rate_messages_burst",
+                                  "ip_rate_bytes",
+                                  "ip_rate_bytes_burst",
+                                  "rate_action",
+                                  "ip_max_conns",
+                                  "ip_upgrades",
+                                  "ip_upgrades_burst",
+                                  "ip_limit_status",
+                                  "origins",
+                                  "subprotocols",
+                                  "ping_interval",
+                                  "pong_timeout",
+                                  "max_lifetime",
+                                  "lifetime_jitter",
+                                  "slow_consumer_bytes",
+                                  "slow_consumer_grace",
+                                  "ip_table_size",
+                                  "ip_table_shards",
+                                  "admin"};
     char *help = capture(wsg_cfg_help);
     char *md = capture(wsg_cfg_markdown);
     assert_non_null(strstr(help, "wsgate [-t] [-c FILE] [--NAME VALUE]..."));
     assert_non_null(strstr(help, "(default: 16m)"));
-    assert_non_null(strstr(md, "| name | type | default | description |"));
+    assert_non_null(strstr(md, "| name | type | default | where | description |"));
+    assert_non_null(strstr(md, "| `client_max_message` | size | `1m` | top, route |"));
+    assert_non_null(strstr(md, "| `workers` | number | `0` | top |"));
+    assert_non_null(strstr(help, "--client_max_frame SIZE"));
+    assert_non_null(strstr(help, "(default: 1m) [route]"));
     struct wsg_cfg *c = fresh();
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char opt[64];
@@ -616,6 +668,423 @@ static void test_help_and_markdown(void **state)
     free(md);
 }
 
+static void test_policy_settings(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = fresh();
+    struct wsg_policy *p = &c->policy;
+    /* three spellings */
+    assert_string_equal(set(c, "max_frame", "64k"), "");
+    assert_int_equal(p->c2u.max_frame, 64 << 10);
+    assert_int_equal(p->u2c.max_frame, 64 << 10);
+    assert_int_equal(c->max_frame, 64 << 10); /* transitional field follows the plain setting */
+    assert_string_equal(set(c, "client_max_frame", "32k"), "");
+    assert_int_equal(p->c2u.max_frame, 32 << 10);
+    assert_int_equal(p->u2c.max_frame, 64 << 10);
+    assert_int_equal(c->max_frame, 64 << 10);
+    assert_string_equal(set(c, "upstream_max_message", "128k"), "");
+    assert_int_equal(p->u2c.max_message, 128 << 10);
+    assert_int_equal(p->c2u.max_message, 1 << 20);
+    assert_string_equal(set(c, "max_message", "256k"), "");
+    assert_int_equal(p->c2u.max_message, 256 << 10);
+    assert_int_equal(p->u2c.max_message, 256 << 10);
+    assert_int_equal(c->max_message, 256 << 10);
+    assert_string_equal(set(c, "client_max_fragments", "10"), "");
+    assert_int_equal(p->c2u.max_fragments, 10);
+    assert_int_equal(p->u2c.max_fragments, 0);
+    /* switches */
+    assert_string_equal(set(c, "allow_binary", "off"), "");
+    assert_int_equal(p->c2u.allow_binary, 0);
+    assert_int_equal(p->u2c.allow_binary, 0);
+    assert_int_equal(p->c2u.allow_text, 1);
+    assert_string_equal(set(c, "upstream_allow_binary", "on"), "");
+    assert_int_equal(p->u2c.allow_binary, 1);
+    assert_int_equal(p->c2u.allow_binary, 0);
+    assert_string_equal(set(c, "client_utf8", "off"), "");
+    assert_int_equal(p->c2u.utf8, 0);
+    assert_int_equal(p->u2c.utf8, 1);
+    assert_string_equal(set(c, "upstream_allow_text", "off"), "");
+    assert_int_equal(p->u2c.allow_text, 0);
+    assert_int_equal(p->c2u.allow_text, 1);
+    /* rates */
+    assert_string_equal(set(c, "rate_messages", "2.5"), "");
+    assert_true(p->conn_msgs.rate == 2.5);
+    assert_string_equal(set(c, "rate_messages_burst", "20"), "");
+    assert_true(p->conn_msgs.burst == 20);
+    assert_string_equal(set(c, "rate_bytes", "64k"), "");
+    assert_true(p->conn_bytes.rate == 65536);
+    assert_string_equal(set(c, "rate_bytes_burst", "1m"), "");
+    assert_true(p->conn_bytes.burst == 1048576);
+    assert_string_equal(set(c, "ip_rate_messages", "100"), "");
+    assert_string_equal(set(c, "ip_rate_messages_burst", "0.5"), "");
+    assert_true(p->ip_msgs.rate == 100 && p->ip_msgs.burst == 0.5);
+    assert_string_equal(set(c, "ip_rate_bytes", "1m"), "");
+    assert_string_equal(set(c, "ip_rate_bytes_burst", "4m"), "");
+    assert_true(p->ip_bytes.rate == 1048576 && p->ip_bytes.burst == 4194304);
+    assert_string_equal(set(c, "ip_upgrades", "0.2"), "");
+    assert_string_equal(set(c, "ip_upgrades_burst", "5"), "");
+    assert_true(p->ip_upgrades.rate == 0.2 && p->ip_upgrades.burst == 5);
+    assert_string_equal(set(c, "rate_action", "close"), "");
+    assert_int_equal(p->rate_action, WSG_RATE_CLOSE);
+    assert_string_equal(set(c, "rate_action", "throttle"), "");
+    assert_int_equal(p->rate_action, WSG_RATE_THROTTLE);
+    assert_string_equal(set(c, "ip_max_conns", "8"), "");
+    assert_int_equal(p->ip_max_conns, 8);
+    assert_string_equal(set(c, "ip_limit_status", "503"), "");
+    assert_int_equal(p->ip_limit_status, 503);
+    /* lists append */
+    assert_string_equal(set(c, "origins", "https://app.example.com  *.example.net"), "");
+    assert_string_equal(set(c, "origins", "null http://[::1]:3000 https://*.example.io"), "");
+    assert_int_equal(p->norigins, 5);
+    assert_string_equal(p->origins[0], "https://app.example.com");
+    assert_string_equal(p->origins[4], "https://*.example.io");
+    assert_string_equal(set(c, "subprotocols", "mqtt graphql-transport-ws"), "");
+    assert_int_equal(p->nsubprotocols, 2);
+    assert_string_equal(p->subprotocols[1], "graphql-transport-ws");
+    /* liveness */
+    assert_string_equal(set(c, "ping_interval", "20s"), "");
+    assert_string_equal(set(c, "pong_timeout", "5s"), "");
+    assert_string_equal(set(c, "max_lifetime", "1h"), "");
+    assert_string_equal(set(c, "lifetime_jitter", "5m"), "");
+    assert_string_equal(set(c, "slow_consumer_bytes", "4m"), "");
+    assert_string_equal(set(c, "slow_consumer_grace", "10s"), "");
+    assert_true(p->ping_interval == 20 && p->pong_timeout == 5 && p->max_lifetime == 3600 &&
+                p->lifetime_jitter == 300 && p->slow_consumer_bytes == 4 << 20 &&
+                p->slow_consumer_grace == 10);
+    /* global-only ones */
+    assert_string_equal(set(c, "ip_table_size", "1024"), "");
+    assert_string_equal(set(c, "ip_table_shards", "256"), "");
+    assert_int_equal(c->ip_table_size, 1024);
+    assert_int_equal(c->ip_table_shards, 256);
+    /* max_header_size at top level is the global cap, not the policy's */
+    assert_string_equal(set(c, "max_header_size", "8k"), "");
+    assert_int_equal(c->max_header_size, 8 << 10);
+    assert_int_equal(p->max_header_size, 0);
+}
+
+static void test_policy_errors(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = fresh();
+    assert_string_equal(set(c, "client_max_message", "12x"),
+                        "wsgate.conf:12: client_max_message: \"12x\" is not a size (e.g. 64k, 1m)");
+    assert_string_equal(set(c, "upstream_max_frame", "2g"),
+                        "wsgate.conf:12: upstream_max_frame: 2g is above the maximum 1g");
+    assert_string_equal(set(c, "max_fragments", "x"), "wsgate.conf:12: max_fragments: \"x\" is not a number");
+    assert_string_equal(set(c, "allow_text", "yes"),
+                        "wsgate.conf:12: allow_text: \"yes\" is not one of: on off");
+    assert_string_equal(set(c, "client_utf8", "1"),
+                        "wsgate.conf:12: client_utf8: \"1\" is not one of: on off");
+    assert_string_equal(set(c, "rate_messages", "1e3"),
+                        "wsgate.conf:12: rate_messages: \"1e3\" is not a number (e.g. 10, 0.5)");
+    assert_string_equal(set(c, "rate_messages", "-1"),
+                        "wsgate.conf:12: rate_messages: \"-1\" is not a number (e.g. 10, 0.5)");
+    assert_string_equal(set(c, "rate_messages", "5."),
+                        "wsgate.conf:12: rate_messages: \"5.\" is not a number (e.g. 10, 0.5)");
+    assert_string_equal(set(c, "rate_messages", "2000000"),
+                        "wsgate.conf:12: rate_messages: 2000000 is above the maximum 1000000");
+    assert_string_equal(set(c, "rate_bytes", "64kb"),
+                        "wsgate.conf:12: rate_bytes: \"64kb\" is not a size (e.g. 64k, 1m)");
+    assert_string_equal(set(c, "ip_rate_bytes", "2g"),
+                        "wsgate.conf:12: ip_rate_bytes: 2g is above the maximum 1g");
+    assert_string_equal(set(c, "rate_action", "drop"),
+                        "wsgate.conf:12: rate_action: \"drop\" is not one of: throttle close");
+    assert_string_equal(set(c, "ip_limit_status", "403"),
+                        "wsgate.conf:12: ip_limit_status: 403 is not one of: 429 503");
+    assert_string_equal(
+        set(c, "ip_table_shards", "48"),
+        "wsgate.conf:12: ip_table_shards: 48 is not one of: 1 2 4 8 16 32 64 128 256 512 1024");
+    assert_string_equal(set(c, "ip_table_size", "100"),
+                        "wsgate.conf:12: ip_table_size: 100 is below the minimum 1024");
+    assert_string_equal(set(c, "ip_table_size", "16777217"),
+                        "wsgate.conf:12: ip_table_size: 16777217 is above the maximum 16777216");
+    assert_string_equal(set(c, "pong_timeout", "0"),
+                        "wsgate.conf:12: pong_timeout: 0 is below the minimum 100ms");
+    assert_string_equal(
+        set(c, "origins", "https://ok.example.com ftp:/bad"),
+        "wsgate.conf:12: origins: \"ftp:/bad\" is not an origin (e.g. https://app.example.com, "
+        "*.example.com or null)");
+    assert_string_equal(set(c, "origins", "https://a.example.com/path"),
+                        "wsgate.conf:12: origins: \"https://a.example.com/path\" is not an origin (e.g. "
+                        "https://app.example.com, *.example.com or null)");
+    assert_string_equal(set(c, "origins", "https://a.example.com:99999"),
+                        "wsgate.conf:12: origins: \"https://a.example.com:99999\" is not an origin (e.g. "
+                        "https://app.example.com, *.example.com or null)");
+    assert_string_equal(set(c, "origins", "a.example.com A.example.com"),
+                        "wsgate.conf:12: origins: \"A.example.com\" is given twice");
+    assert_string_equal(set(c, "subprotocols", "chat v1/json"),
+                        "wsgate.conf:12: subprotocols: \"v1/json\" is not a subprotocol name (a token)");
+    char big[300];
+    memset(big, 'a', 200);
+    big[200] = '\0';
+    char want[400];
+    snprintf(want, sizeof(want), "wsgate.conf:12: origins: \"%s\" is longer than 127 bytes", big);
+    assert_string_equal(set(c, "origins", big), want);
+    /* capacity: 16 */
+    assert_string_equal(set(c, "subprotocols", "a b c d e f g h i j k l m n o p"), "");
+    assert_string_equal(set(c, "subprotocols", "q"), "wsgate.conf:12: subprotocols: more than 16 values");
+    c->policy.nsubprotocols = 0;
+    memset(c->policy.subprotocols, 0, sizeof(c->policy.subprotocols));
+    /* a rejected line adds nothing, and nothing above changed the defaults */
+    struct wsg_cfg d;
+    wsg_cfg_defaults(&d);
+    assert_memory_equal(c, &d, sizeof(d));
+}
+
+/* Loads text as tmpdir/wsgate.conf (by relative name, as errors show it). "" or the error. */
+static const char *load(struct wsg_cfg *c, const char *text)
+{
+    static char err[WSG_ERRLEN];
+    err[0] = '\0';
+    char cwd[256];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(tmpdir), 0);
+    write_file("wsgate.conf", text);
+    wsg_cfg_defaults(c);
+    int rc = wsg_cfg_load_file(c, "wsgate.conf", err);
+    if (rc == 0)
+        rc = wsg_cfg_finish(c, err);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rc, err[0] != '\0' ? -1 : 0);
+    return err;
+}
+
+static const struct wsg_cfg_route *route(const struct wsg_cfg *c, const char *host, const char *path)
+{
+    return wsg_cfg_route_match(c, host, host != NULL ? strlen(host) : 0, path, strlen(path));
+}
+
+static void test_routes(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    const char *e = load(c, "upstream 127.0.0.1:3000\n"
+                            "route chat {\n"
+                            "    host chat.example.com *.chat.example.com   # comment\n"
+                            "    path /socket.io/\n"
+                            "    upstream 127.0.0.1:3001 weight=2\n"
+                            "    upstream 127.0.0.1:3002\n"
+                            "    client_max_message 64k\n"
+                            "    rate_messages 5\n"
+                            "    origins https://chat.example.com\n"
+                            "    max_header_size 8k\n"
+                            "}\n"
+                            "route api{\n"
+                            "    path /api/;\n"
+                            "    max_frame 4k\n"
+                            "    utf8 off\n"
+                            "    upstream_allow_binary off\n"
+                            "}\n"
+                            "route any_chat {\n"
+                            "  host *.chat.example.com\n"
+                            "}\n"
+                            "# global settings after the routes still reach them\n"
+                            "max_message 2m\n"
+                            "ip_max_conns 10\n"
+                            "rate_messages 100\n"
+                            "origins https://www.example.com\n"
+                            "allow_text off\n");
+    if (e[0] != '\0')
+        fail_msg("%s", e);
+    assert_int_equal(c->nroutes, 3);
+    const struct wsg_cfg_route *chat = &c->routes[0], *api = &c->routes[1], *any = &c->routes[2];
+    assert_string_equal(chat->name, "chat");
+    assert_int_equal(chat->line, 2);
+    assert_string_equal(chat->file, "wsgate.conf");
+    assert_int_equal(chat->nhosts, 2);
+    assert_string_equal(chat->hosts[1], "*.chat.example.com");
+    assert_string_equal(chat->path, "/socket.io/");
+    assert_int_equal(chat->nupstream, 2);
+    assert_string_equal(chat->upstream[0].addr, "127.0.0.1:3001");
+    assert_int_equal(chat->upstream[0].weight, 2);
+    assert_int_equal(c->nupstream, 1); /* the route's upstreams are its own */
+    assert_string_equal(api->name, "api");
+    assert_string_equal(api->path, "/api/");
+    assert_int_equal(api->nupstream, 0);
+    assert_string_equal(any->path, "/");
+
+    /* global */
+    assert_int_equal(c->policy.c2u.max_message, 2 << 20);
+    assert_int_equal(c->policy.u2c.max_message, 2 << 20);
+    assert_int_equal(c->policy.ip_max_conns, 10);
+    assert_int_equal(c->policy.c2u.allow_text, 0);
+    /* chat: its own settings over the final global policy */
+    const struct wsg_policy *p = &chat->policy;
+    assert_int_equal(p->c2u.max_message, 64 << 10);
+    assert_int_equal(p->u2c.max_message, 2 << 20); /* inherited from a line below the block */
+    assert_true(p->conn_msgs.rate == 5);           /* its own beats the global 100 */
+    assert_int_equal(p->ip_max_conns, 10);
+    assert_int_equal(p->norigins, 1); /* the route's list replaces the global one */
+    assert_string_equal(p->origins[0], "https://chat.example.com");
+    assert_int_equal(p->max_header_size, 8 << 10);
+    assert_int_equal(p->c2u.allow_text, 0);
+    assert_int_equal(p->c2u.max_frame, 1 << 20); /* defaults where nobody set anything */
+    /* api */
+    p = &api->policy;
+    assert_int_equal(p->c2u.max_frame, 4 << 10);
+    assert_int_equal(p->u2c.max_frame, 4 << 10);
+    assert_int_equal(p->c2u.utf8, 0);
+    assert_int_equal(p->u2c.utf8, 0);
+    assert_int_equal(p->u2c.allow_binary, 0);
+    assert_int_equal(p->c2u.allow_binary, 1);
+    assert_int_equal(p->c2u.allow_text, 0); /* global switch inherited */
+    assert_int_equal(p->norigins, 1);
+    assert_string_equal(p->origins[0], "https://www.example.com");
+    assert_true(p->conn_msgs.rate == 100);
+    assert_int_equal(p->max_header_size, 0); /* the global cap */
+    /* any_chat: all inherited */
+    struct wsg_policy g = c->policy;
+    assert_memory_equal(&any->policy, &g, sizeof(g));
+
+    /* finishing again changes nothing */
+    struct wsg_cfg *again = malloc(sizeof(*again));
+    memcpy(again, c, sizeof(*c));
+    char err[WSG_ERRLEN];
+    assert_int_equal(wsg_cfg_finish(again, err), 0);
+    assert_memory_equal(again, c, sizeof(*c));
+    free(again);
+
+    /* matching: file order, host patterns, path prefix */
+    assert_ptr_equal(route(c, "chat.example.com", "/socket.io/?EIO=4"), chat);
+    assert_ptr_equal(route(c, "CHAT.example.com:8443", "/socket.io/"), chat);
+    assert_ptr_equal(route(c, "eu.chat.example.com", "/socket.io/x"), chat);
+    assert_ptr_equal(route(c, "eu.chat.example.com", "/other"), any);   /* path fails chat, any has "/" */
+    assert_ptr_equal(route(c, "chat.example.com", "/socket.io"), NULL); /* prefix is "/socket.io/" */
+    assert_ptr_equal(route(c, "www.example.com", "/api/v1"), api);      /* api: any host */
+    assert_ptr_equal(route(c, "chat.example.com", "/api/v1"), api);
+    assert_ptr_equal(route(c, "www.example.com", "/"), NULL);
+    assert_ptr_equal(route(c, NULL, "/socket.io/"), NULL); /* no Host: host routes cannot match */
+    assert_ptr_equal(route(c, "badchat.example.com", "/socket.io/"), NULL);
+    assert_ptr_equal(wsg_cfg_route_policy(c, NULL), &c->policy);
+    assert_ptr_equal(wsg_cfg_route_policy(c, api), &api->policy);
+    assert_int_equal(wsg_cfg_route_index(c, NULL), 0);
+    assert_int_equal(wsg_cfg_route_index(c, chat), 1);
+    assert_int_equal(wsg_cfg_route_index(c, any), 3);
+
+    /* the command line sets the global level, which routes inherit */
+    char *argv[] = {"wsgate", "--upstream_max_message", "3m", "--origins", "https://cli.example.com"};
+    assert_int_equal(wsg_cfg_load_args(c, 5, argv, err), 0);
+    assert_int_equal(wsg_cfg_finish(c, err), 0);
+    assert_int_equal(c->routes[0].policy.u2c.max_message, 3 << 20);
+    assert_int_equal(c->routes[0].policy.c2u.max_message, 64 << 10);
+    assert_int_equal(c->policy.norigins, 1); /* argv replaced the file's list */
+    assert_string_equal(c->routes[1].policy.origins[0], "https://cli.example.com");
+    assert_string_equal(c->routes[0].policy.origins[0], "https://chat.example.com");
+    free(c);
+}
+
+static void test_route_order_does_not_matter(void **state)
+{
+    (void)state;
+    struct wsg_cfg *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+    const char *block = "route r {\n  client_max_frame 8k\n  ip_upgrades 3\n}\n";
+    const char *globals = "upstream 127.0.0.1:1\nmax_frame 512k\nip_upgrades 7\nip_upgrades_burst 9\n";
+    char text[512];
+    snprintf(text, sizeof(text), "%s%s", globals, block);
+    assert_string_equal(load(a, text), "");
+    snprintf(text, sizeof(text), "%s%s", block, globals);
+    assert_string_equal(load(b, text), "");
+    for (int i = 0; i < 2; i++) {
+        const struct wsg_policy *p = &(i ? b : a)->routes[0].policy;
+        assert_int_equal(p->c2u.max_frame, 8 << 10);
+        assert_int_equal(p->u2c.max_frame, 512 << 10);
+        assert_true(p->ip_upgrades.rate == 3 && p->ip_upgrades.burst == 9);
+    }
+    assert_memory_equal(&a->routes[0].policy, &b->routes[0].policy, sizeof(a->routes[0].policy));
+    /* plain and prefixed in one block: the later line wins for its direction */
+    assert_string_equal(load(a, "upstream 127.0.0.1:1\nroute r {\n client_max_frame 8k\n max_frame 16k\n}\n"
+                                "route s {\n max_frame 16k\n client_max_frame 8k\n}\n"),
+                        "");
+    assert_int_equal(a->routes[0].policy.c2u.max_frame, 16 << 10);
+    assert_int_equal(a->routes[1].policy.c2u.max_frame, 8 << 10);
+    assert_int_equal(a->routes[1].policy.u2c.max_frame, 16 << 10);
+    free(a);
+    free(b);
+}
+
+static void test_route_errors(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = malloc(sizeof(*c));
+    static const struct {
+        const char *text, *err;
+    } cases[] = {
+        {"route chat {\n  client_max_message 12x\n}\n",
+         "wsgate.conf:2: client_max_message: \"12x\" is not a size (e.g. 64k, 1m)"},
+        {"upstream 127.0.0.1:1\nroute chat {\n  workers 4\n}\n",
+         "wsgate.conf:3: workers: not allowed inside a route block"},
+        {"route chat {\n  ip_table_size 2048\n}\n",
+         "wsgate.conf:2: ip_table_size: not allowed inside a route block"},
+        {"route chat {\n  listen :8443\n}\n", "wsgate.conf:2: listen: not allowed inside a route block"},
+        {"# c\nroute chat {\n  host chat.example.com\n\n",
+         "wsgate.conf:4: route chat: unclosed block (opened on line 2)"},
+        {"route chat {\n  route inner {\n  }\n}\n",
+         "wsgate.conf:2: route: nested route blocks are not allowed (route chat opened on line 1)"},
+        {"route chat {\n}\nroute api {\n}\nroute chat {\n}\n",
+         "wsgate.conf:5: route chat: duplicate route name (first defined on line 1)"},
+        {"}\n", "wsgate.conf:1: unexpected \"}\" (no route block is open)"},
+        {"route chat {\n} x\n", "wsgate.conf:2: unexpected \"}\" (a line of its own closes a route block)"},
+        {"route {\n}\n", "wsgate.conf:1: route: expected \"route NAME {\""},
+        {"route chat\n}\n", "wsgate.conf:1: route: expected \"route NAME {\""},
+        {"route chat { max_frame 1k }\n", "wsgate.conf:1: route: expected \"route NAME {\""},
+        {"route a/b {\n}\n",
+         "wsgate.conf:1: route: \"a/b\" is not a route name (letters, digits, _ - .; up to 63)"},
+        {"host example.com\n", "wsgate.conf:1: host: only allowed inside a route block"},
+        {"path /x\n", "wsgate.conf:1: path: only allowed inside a route block"},
+        {"route r {\n  host bad_host!\n}\n", "wsgate.conf:2: host: \"bad_host!\" is not a host name or "
+                                             "pattern (e.g. chat.example.com, *.example.com)"},
+        {"route r {\n  host example.com:443\n}\n",
+         "wsgate.conf:2: host: \"example.com:443\" is not a host name or pattern (e.g. chat.example.com, "
+         "*.example.com)"},
+        {"route r {\n  host a.example.com a.example.com\n}\n",
+         "wsgate.conf:2: host: \"a.example.com\" is given twice"},
+        {"route r {\n  host\n}\n", "wsgate.conf:2: host: missing value"},
+        {"route r {\n  path api\n}\n", "wsgate.conf:2: path: \"api\" is not a path prefix (starts with /)"},
+        {"route r {\n  path /a\n  path /b\n}\n", "wsgate.conf:3: path: is duplicate (first set on line 2)"},
+        {"route r {\n  rate_messages 1\n  rate_messages 2\n}\n",
+         "wsgate.conf:3: rate_messages: is duplicate (first set on line 2)"},
+        {"route r {\n  upstream 127.0.0.1:1\n  upstream 127.0.0.1:1\n}\n",
+         "wsgate.conf:3: upstream: \"127.0.0.1:1\" is given twice"},
+        {"route r {\n  utf8 maybe\n}\n", "wsgate.conf:2: utf8: \"maybe\" is not one of: on off"},
+        {"route r {\n  max_mesage 1m\n}\n",
+         "wsgate.conf:2: unknown setting \"max_mesage\" (did you mean \"max_message\"?)"},
+        {"upstream 127.0.0.1:1\nroute chat {\n  max_header_size 32k\n}\n",
+         "wsgate.conf:3: route chat: max_header_size: 32k is above the global max_header_size 16k"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *e = load(c, cases[i].text);
+        if (strcmp(e, cases[i].err) != 0)
+            fail_msg("case %zu:\n  got  %s\n  want %s", i, e, cases[i].err);
+    }
+    /* the same route line is fine once the global cap is raised, wherever that line is */
+    assert_string_equal(load(c,
+                             "upstream 127.0.0.1:1\nbuffer_size 64k\nroute chat {\n  max_header_size 32k\n}\n"
+                             "max_header_size 32k\n"),
+                        "");
+    assert_int_equal(c->routes[0].policy.max_header_size, 32 << 10);
+    /* a scalar set at top level and in a route is not a duplicate */
+    assert_string_equal(load(c, "upstream 127.0.0.1:1\nrate_messages 1\nroute a {\n rate_messages 2\n}\n"
+                                "route b {\n rate_messages 3\n}\n"),
+                        "");
+    /* 32 routes at most; 16 upstreams per route */
+    char *text = malloc(32 * 1024);
+    size_t n = (size_t)sprintf(text, "upstream 127.0.0.1:1\n");
+    for (int i = 0; i < WSG_CFG_MAX_ROUTES; i++)
+        n += (size_t)sprintf(text + n, "route r%d {\n}\n", i);
+    assert_string_equal(load(c, text), "");
+    assert_int_equal(c->nroutes, WSG_CFG_MAX_ROUTES);
+    sprintf(text + n, "route r99 {\n}\n");
+    assert_string_equal(load(c, text), "wsgate.conf:66: route r99: more than 32 routes");
+    n = (size_t)sprintf(text, "upstream 127.0.0.1:1\nroute r {\n");
+    for (int i = 0; i < WSG_CFG_MAX_ROUTE_UPSTREAMS + 1; i++)
+        n += (size_t)sprintf(text + n, "upstream 127.0.0.1:%d\n", 1000 + i);
+    sprintf(text + n, "}\n");
+    assert_string_equal(load(c, text), "wsgate.conf:19: upstream: more than 16 values");
+    free(text);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -632,6 +1101,11 @@ int main(void)
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_help_and_markdown),
+        cmocka_unit_test(test_policy_settings),
+        cmocka_unit_test(test_policy_errors),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_route_order_does_not_matter),
+        cmocka_unit_test(test_route_errors),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }

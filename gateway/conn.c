@@ -22,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <math.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +115,18 @@ struct wsg_conn {
     enum wsg_reason reason;
     int gw_close_cli, gw_close_up;   /* close codes the gateway itself sent */
     unsigned c2u_failed, u2c_failed; /* that relay's input broke RFC 6455 or a limit */
+    /* policy state of a WebSocket (issue 3) */
+    struct wsg_ip_key ipkey;
+    unsigned ip_counted : 1;           /* counted in the per-IP table: release at the end */
+    struct wsg_bucket b_msgs, b_bytes; /* per-connection client->upstream rates */
+    ev_timer ws_timer;                 /* pings, pong deadline, lifetime, slow consumer, throttle */
+    double throttle_until;             /* a client frame is held until then */
+    double pong_due;                   /* the gateway's ping must be answered by then (0: none out) */
+    double last_cli_activity;          /* last time client bytes were decoded */
+    double lifetime_end;               /* 0: no max_lifetime */
+    double slow_since;                 /* 0: the client keeps up */
+    uint64_t cli_bytes_seen, pongs_seen;
+    int retry_after; /* seconds, for a 429/503 answer */
     unsigned nreq;
 };
 
@@ -334,6 +349,8 @@ static void log_ws(struct wsg_conn *c)
 static void respond_error(struct wsg_conn *c, enum wsg_reason r, const char *why)
 {
     int status = wsg_reasons[r].http_status;
+    if (r == WSG_R_IP_LIMIT && c->pol->ip_limit_status == 503)
+        status = 503;
     c->reason = r;
     if (status == 0 || c->x.resp_started) {
         clog(WSG_LOG_INFO, c, "closing: %s%s%s", wsg_reasons[r].text, why ? ": " : "", why ? why : "");
@@ -342,10 +359,15 @@ static void respond_error(struct wsg_conn *c, enum wsg_reason r, const char *why
     }
     clog(WSG_LOG_INFO, c, "%d: %s%s%s", status, wsg_reasons[r].text, why ? ": " : "", why ? why : "");
     const char *extra = NULL;
-    if (r == WSG_R_UPGRADE_REQUIRED)
+    char retry[48];
+    if (r == WSG_R_UPGRADE_REQUIRED) {
         extra = "Sec-WebSocket-Version: 13\r\n";
-    else if (r == WSG_R_SHUTDOWN)
+    } else if (r == WSG_R_SHUTDOWN) {
         extra = "Retry-After: 1\r\n";
+    } else if (r == WSG_R_IP_LIMIT) {
+        snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", c->retry_after > 0 ? c->retry_after : 1);
+        extra = retry;
+    }
     if (wsg_http_write_error(status, extra, &c->cli_ptx) != 0)
         clog(WSG_LOG_WARN, c, "no room for the %d answer", status);
     c->x.status = status;
@@ -441,17 +463,256 @@ static int rng_fill(void *ctx, uint8_t *dst, size_t len)
     return wsg_rng_fill(ctx, dst, len);
 }
 
+/* ------------------------------------------------------------------ policies (issue 3) */
+
+static void on_ws_timer(EV_P_ ev_timer *t, int revents);
+static void ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason, int up_code,
+                    const char *up_reason);
+
+/* Counts a policy event by route, rule and direction, and logs it with the client address, at
+ * most 10 lines a second per worker (a flood of violations must not flood the log). */
+static void policy_hit(struct wsg_conn *c, enum wsg_policy_rule rule, int dir, const char *what)
+{
+    static __thread double tokens = 20, last;
+    static __thread unsigned long suppressed;
+    unsigned route = c->route < WSG_M_ROUTES ? c->route : WSG_M_ROUTES - 1;
+    wsg_m_add(&metrics(c)->policy[route][rule][dir], 1);
+    if (rule == WSG_PR_THROTTLED)
+        return;
+    double now = now_of(c);
+    tokens += (now - last) * 10;
+    if (tokens > 20)
+        tokens = 20;
+    last = now;
+    if (tokens < 1) {
+        suppressed++;
+        return;
+    }
+    tokens -= 1;
+    const struct wsg_cfg *cfg = cfg_of(c);
+    clog(WSG_LOG_NOTICE, c, "policy %s (route %s, %s): %s%s", wsg_policy_rule_names[rule],
+         c->route == 0 ? "default" : cfg->routes[c->route - 1].name,
+         dir == 0 ? "client to upstream" : "upstream to client", what,
+         suppressed ? " (earlier ones were not logged)" : "");
+    suppressed = 0;
+}
+
+/* Which rule a relay's own violation broke, from its close code and reason. */
+static enum wsg_policy_rule rule_of(int code, const char *why)
+{
+    if (code == 1009)
+        return strstr(why, "fragment")  ? WSG_PR_MAX_FRAGMENTS
+               : strstr(why, "message") ? WSG_PR_MAX_MESSAGE
+                                        : WSG_PR_MAX_FRAME;
+    if (code == 1003)
+        return WSG_PR_OPCODE;
+    if (code == 1007)
+        return WSG_PR_UTF8;
+    return WSG_PR_PROTOCOL;
+}
+
+static void ip_release(struct wsg_conn *c)
+{
+    if (c->ip_counted) {
+        wsg_iptable_conn_end(c->w->sh->ipt, &c->ipkey);
+        c->ip_counted = 0;
+    }
+}
+
+static void earliest(double *next, double t)
+{
+    if (t > 0 && (*next == 0 || t < *next))
+        *next = t;
+}
+
+/* Arms ws_timer for the earliest of: the next ping, the pong deadline, the end of life, the
+ * next slow-consumer check, the end of a throttle. */
+static void ws_arm_timer(struct wsg_conn *c)
+{
+    const struct wsg_policy *p = c->pol;
+    double now = now_of(c), next = 0;
+    if (c->pong_due)
+        earliest(&next, c->pong_due);
+    else if (p->ping_interval > 0)
+        earliest(&next, c->last_cli_activity + p->ping_interval);
+    earliest(&next, c->lifetime_end);
+    if (p->slow_consumer_bytes > 0)
+        earliest(&next, now + (p->slow_consumer_grace > 2 ? 1.0 : p->slow_consumer_grace / 2 + 0.05));
+    earliest(&next, c->throttle_until);
+    ev_timer_stop(c->w->loop, &c->ws_timer);
+    if (next > 0) {
+        ev_timer_set(&c->ws_timer, next > now ? next - now : 0.001, 0.);
+        ev_timer_start(c->w->loop, &c->ws_timer);
+    }
+}
+
+/* The client's frames: counted, then held (throttle) or refused (close) by the rate rules. */
+static int admit_c2u(void *ctx, const struct wsg_ws_frame_info *fi, const char **reason)
+{
+    struct wsg_conn *c = ctx;
+    const struct wsg_policy *p = c->pol;
+    double now = now_of(c);
+    c->last_cli_activity = now;
+    if (fi->opcode >= 8) {
+        wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(fi->payload_len)], 1);
+        return 0; /* control frames are never held: a held close or pong would stall liveness */
+    }
+    double msgs = fi->first_of_message ? 1 : 0, bytes = (double)fi->payload_len, wait = 0;
+    enum wsg_policy_rule rule = WSG_PR_RATE_MESSAGES;
+    int took_msgs = 0;
+    if (msgs > 0 && p->conn_msgs.rate > 0) {
+        wait = wsg_bucket_take(&c->b_msgs, &p->conn_msgs, 1, now);
+        took_msgs = wait == 0;
+    }
+    if (wait == 0 && bytes > 0 && p->conn_bytes.rate > 0) {
+        wait = wsg_bucket_take(&c->b_bytes, &p->conn_bytes, bytes, now);
+        rule = WSG_PR_RATE_BYTES;
+        if (wait > 0 && took_msgs)
+            c->b_msgs.tokens += 1; /* both or neither */
+    }
+    if (wait == 0 && (p->ip_msgs.rate > 0 || p->ip_bytes.rate > 0)) {
+        wait = wsg_iptable_take_n(c->w->sh->ipt, &c->ipkey, p, msgs, bytes, now);
+        rule = WSG_PR_IP_RATE;
+        if (wait > 0) {
+            if (took_msgs)
+                c->b_msgs.tokens += 1;
+            if (p->conn_bytes.rate > 0 && bytes > 0)
+                c->b_bytes.tokens += bytes;
+        }
+    }
+    if (wait == 0) {
+        wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(fi->payload_len)], 1);
+        if (c->throttle_until) {
+            c->throttle_until = 0;
+            ws_arm_timer(c);
+        }
+        return 0;
+    }
+    const char *why = rule == WSG_PR_RATE_MESSAGES ? "message rate limit (rate_messages)"
+                      : rule == WSG_PR_RATE_BYTES
+                          ? "byte rate limit (rate_bytes)"
+                          : "per-address rate limit (ip_rate_messages, ip_rate_bytes)";
+    if (p->rate_action == WSG_RATE_CLOSE) {
+        policy_hit(c, rule, 0, why);
+        *reason = why;
+        return 1008;
+    }
+    /* throttle: hold the frame (TCP pushes back on the client) until the tokens are there */
+    if (!c->throttle_until)
+        policy_hit(c, WSG_PR_THROTTLED, 0, why);
+    c->throttle_until = now + wait;
+    ws_arm_timer(c);
+    return WSG_AGAIN;
+}
+
+/* The upstream's frames: only counted. */
+static int admit_u2c(void *ctx, const struct wsg_ws_frame_info *fi, const char **reason)
+{
+    WSG_UNUSED(reason);
+    struct wsg_conn *c = ctx;
+    wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(fi->payload_len)], 1);
+    return 0;
+}
+
+/* Bytes written for the client and not yet read by it: ours plus the kernel's send queue. */
+static uint64_t client_backlog(const struct wsg_conn *c)
+{
+    int outq = 0;
+    if (c->cli.fd >= 0 && ioctl(c->cli.fd, SIOCOUTQ, &outq) != 0)
+        outq = 0;
+    return (uint64_t)outq + wsg_buf_len(&c->cli_ptx) + wsg_buf_len(&c->cli.out) +
+           wsg_ws_relay_pending_out(c->u2c);
+}
+
+static void on_ws_timer(EV_P_ ev_timer *t, int revents)
+{
+    WSG_UNUSED(revents);
+    struct wsg_conn *c = container_of(t, struct wsg_conn, ws_timer);
+    if (c->st != WSG_ST_WS || (c->flags & (WSG_CF_CLOSE_CLI | WSG_CF_CLOSE_UP))) {
+        conn_proceed(c);
+        return;
+    }
+    const struct wsg_policy *p = c->pol;
+    double now = ev_now(loop);
+    const struct wsg_ws_stats *st = wsg_ws_relay_stats(c->c2u);
+    if (st->bytes_in != c->cli_bytes_seen) {
+        c->cli_bytes_seen = st->bytes_in;
+        c->last_cli_activity = now;
+    }
+    if (st->gateway_pongs != c->pongs_seen) {
+        c->pongs_seen = st->gateway_pongs;
+        c->pong_due = 0;
+    }
+    if (c->throttle_until && now >= c->throttle_until) {
+        c->throttle_until = 0;                          /* the pump below asks admit again */
+        c->deadline = now + cfg_of(c)->ws_idle_timeout; /* being held is not being idle */
+    }
+    if (c->pong_due && now >= c->pong_due) {
+        policy_hit(c, WSG_PR_PONG_TIMEOUT, 0, "no pong to the gateway's ping");
+        ws_fail(c, WSG_R_WS_PONG, 1001, "no pong in time", 1001, "client unresponsive");
+    } else if (c->lifetime_end && now >= c->lifetime_end) {
+        policy_hit(c, WSG_PR_LIFETIME, 0, "max_lifetime reached");
+        ws_fail(c, WSG_R_WS_LIFETIME, 1001, "connection lifetime reached", 1001, "client lifetime reached");
+    } else if (p->slow_consumer_bytes > 0 && client_backlog(c) > p->slow_consumer_bytes) {
+        if (c->slow_since == 0) {
+            c->slow_since = now;
+        } else if (now - c->slow_since >= p->slow_consumer_grace) {
+            policy_hit(c, WSG_PR_SLOW_CONSUMER, 1, "the client does not read (slow_consumer_bytes)");
+            ws_fail(c, WSG_R_WS_SLOW, 1008, "slow consumer", 1001, "client too slow");
+        }
+    } else {
+        c->slow_since = 0;
+    }
+    if (!c->pong_due && p->ping_interval > 0 && now - c->last_cli_activity >= p->ping_interval &&
+        !(c->flags & WSG_CF_CLOSE_CLI)) {
+        uint8_t tok[8];
+        if (wsg_rng_fill(c->w->rng, tok, sizeof(tok)) == 0 &&
+            wsg_ws_relay_send_ping(c->u2c, tok, sizeof(tok)) >= 0) {
+            wsg_ws_relay_expect_pong(c->c2u, tok, sizeof(tok));
+            c->pong_due = now + p->pong_timeout;
+        }
+    }
+    if (c->st == WSG_ST_WS && !(c->flags & (WSG_CF_CLOSE_CLI | WSG_CF_CLOSE_UP)))
+        ws_arm_timer(c);
+    conn_proceed(c);
+}
+
+static struct wsg_ws_limits limits_of(const struct wsg_dir_policy *d)
+{
+    struct wsg_ws_limits l = {.max_frame = d->max_frame,
+                              .max_message = d->max_message,
+                              .max_fragments = d->max_fragments,
+                              .deny_text = !d->allow_text,
+                              .deny_binary = !d->allow_binary,
+                              .no_utf8 = !d->utf8};
+    return l;
+}
+
 static int ws_start(struct wsg_conn *c)
 {
     const struct wsg_cfg *cfg = cfg_of(c);
-    struct wsg_ws_limits lim = {.max_frame = cfg->max_frame, .max_message = cfg->max_message};
-    c->c2u = wsg_ws_relay_new(WSG_WS_C2U, &lim, &c->cli_plain, sink_up, c, rng_fill, c->w->rng);
-    c->u2c = wsg_ws_relay_new(WSG_WS_U2C, &lim, &c->up.in, sink_cli, c, rng_fill, c->w->rng);
+    const struct wsg_policy *p = c->pol;
+    struct wsg_ws_limits lc = limits_of(&p->c2u), lu = limits_of(&p->u2c);
+    c->c2u = wsg_ws_relay_new(WSG_WS_C2U, &lc, &c->cli_plain, sink_up, c, rng_fill, c->w->rng);
+    c->u2c = wsg_ws_relay_new(WSG_WS_U2C, &lu, &c->up.in, sink_cli, c, rng_fill, c->w->rng);
     if (c->c2u == NULL || c->u2c == NULL)
         return -1;
+    wsg_ws_relay_set_admit(c->c2u, admit_c2u, c);
+    wsg_ws_relay_set_admit(c->u2c, admit_u2c, c);
+    double now = now_of(c);
+    wsg_bucket_init(&c->b_msgs, &p->conn_msgs, now);
+    wsg_bucket_init(&c->b_bytes, &p->conn_bytes, now);
+    c->last_cli_activity = now;
+    if (p->max_lifetime > 0) {
+        uint32_t r = 0;
+        if (p->lifetime_jitter > 0 && wsg_rng_fill(c->w->rng, (uint8_t *)&r, sizeof(r)) != 0)
+            r = 0;
+        c->lifetime_end = now + p->max_lifetime + p->lifetime_jitter * ((double)r / 4294967296.0);
+    }
     set_state(c, WSG_ST_WS);
     wsg_m_add(&metrics(c)->c[WSG_M_WS_UPGRADES], 1);
     set_deadline(c, cfg->ws_idle_timeout);
+    ws_arm_timer(c);
     return 0;
 }
 
@@ -515,21 +776,32 @@ static int ws_pump(struct wsg_conn *c)
     if (r > 0) {
         progress += r;
     } else if (r < 0) {
+        /* The client broke a rule: its code to the client, 1001 to the upstream. */
         const char *why = "protocol error";
         int code = wsg_ws_relay_error(c->c2u, &why);
         enum wsg_reason rs = code == 1007   ? WSG_R_WS_BAD_UTF8
                              : code == 1009 ? WSG_R_WS_TOO_BIG
+                             : code == 1003 ? WSG_R_WS_UNSUPPORTED
+                             : code == 1008 ? WSG_R_WS_RATE
                                             : WSG_R_WS_PROTOCOL;
-        ws_fail(c, rs, code, why, 1001, "client protocol error");
+        if (code != 1008) /* rate closes were counted by the admit hook */
+            policy_hit(c, rule_of(code, why), 0, why);
+        ws_fail(c, rs, code, why, 1001, code == 1002 ? "client protocol error" : "client broke a policy");
         progress++;
     }
     r = relay_step(c->u2c, &c->u2c_failed);
     if (r > 0) {
         progress += r;
     } else if (r < 0) {
+        /* The upstream broke a rule: its code to the upstream. A size or type policy is the
+         * route's choice (1001 to the client); a broken protocol is a bad gateway (1014). */
         const char *why = "protocol error";
         int code = wsg_ws_relay_error(c->u2c, &why);
-        ws_fail(c, WSG_R_UPSTREAM_BAD, 1014, "upstream protocol error", code, why);
+        policy_hit(c, rule_of(code, why), 1, why);
+        if (code == 1009 || code == 1003 || code == 1008)
+            ws_fail(c, WSG_R_WS_POLICY, 1001, "upstream message refused by policy", code, why);
+        else
+            ws_fail(c, WSG_R_UPSTREAM_BAD, 1014, "upstream protocol error", code, why);
         progress++;
     }
     if (progress)
@@ -627,6 +899,18 @@ static int handle_request(struct wsg_conn *c)
         respond_error(c, reason_of_status(status), why);
         return 1;
     }
+    /* Each request takes the configuration in force now, and its route's policy. */
+    c->rt = wsg_shared_rt(c->w->sh);
+    const struct wsg_cfg_route *route =
+        wsg_cfg_route_match(c->rt->cfg, req.host ? req.host->value : NULL, req.host ? req.host->value_len : 0,
+                            req.target, req.target_len);
+    c->route = wsg_cfg_route_index(c->rt->cfg, route);
+    c->pol = wsg_cfg_route_policy(c->rt->cfg, route);
+    if (c->pol->max_header_size && (size_t)n > c->pol->max_header_size) {
+        policy_hit(c, WSG_PR_HEADER_SIZE, 0, "request head above the route's max_header_size");
+        respond_error(c, WSG_R_HEADERS_TOO_BIG, "request head above the route's max_header_size");
+        return 1;
+    }
     copy_field(c->x.method, sizeof(c->x.method), req.method, req.method_len);
     copy_field(c->x.target, sizeof(c->x.target), req.target, req.target_len);
     c->x.is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
@@ -659,6 +943,34 @@ static int handle_request(struct wsg_conn *c)
             respond_error(c, WSG_R_BAD_REQUEST, "upgrade request with a body");
             return 1;
         }
+        /* Cross-site WebSocket hijacking: a browser always sends Origin; a client that sends none
+         * is not a browser and is not what the allowlist protects against. */
+        const struct wsg_http_header *origin = wsg_http_find(req.headers, req.num_headers, "Origin");
+        if (c->pol->norigins && origin != NULL &&
+            !wsg_match_origin(c->pol, origin->value, origin->value_len)) {
+            policy_hit(c, WSG_PR_ORIGIN, 0, "Origin not in the allowlist");
+            respond_error(c, WSG_R_ORIGIN, NULL);
+            return 1;
+        }
+        const struct wsg_http_header *proto =
+            wsg_http_find(req.headers, req.num_headers, "Sec-WebSocket-Protocol");
+        if (c->pol->nsubprotocols && proto != NULL &&
+            !wsg_match_subprotocol(c->pol, proto->value, proto->value_len)) {
+            policy_hit(c, WSG_PR_SUBPROTOCOL, 0, "no offered subprotocol is allowed");
+            respond_error(c, WSG_R_SUBPROTOCOL, NULL);
+            return 1;
+        }
+        if (wsg_policy_per_ip(c->pol)) {
+            wsg_ip_key_make(&c->ipkey, c->route, (const struct sockaddr *)&c->peer_addr);
+            double wait = wsg_iptable_conn_begin(c->w->sh->ipt, &c->ipkey, c->pol, now_of(c));
+            if (wait > 0) {
+                c->retry_after = (int)ceil(wait);
+                policy_hit(c, WSG_PR_IP_CONNS, 0, "ip_max_conns or ip_upgrades reached");
+                respond_error(c, WSG_R_IP_LIMIT, NULL);
+                return 1;
+            }
+            c->ip_counted = 1;
+        }
     }
     struct wsg_http_fwd fwd = {.client_ip = c->peer_ip, .proto = "https"};
     if (wsg_http_write_request(&req, &fwd, &c->up.out) != 0) {
@@ -668,9 +980,10 @@ static int handle_request(struct wsg_conn *c)
     wsg_buf_consume(&c->cli_plain, (uint32_t)n);
     set_state(c, req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP);
 
-    /* Reuse the kept-alive upstream connection, else pick one: same client, same ranking. */
+    /* Reuse the kept-alive upstream connection when it serves the same group, else pick one:
+     * same client, same ranking. */
     c->flags &= ~WSG_CF_UP_REUSED;
-    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting) {
+    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting && c->ups == c->rt->ups[c->route]) {
         c->flags |= WSG_CF_UP_REUSED;
         set_deadline(c, cfg->upstream_timeout);
         return 1;
@@ -798,6 +1111,13 @@ static int pump_resp_head(struct wsg_conn *c)
             respond_error(c, WSG_R_UPSTREAM_BAD, "101 without a valid Sec-WebSocket-Accept");
             return 1;
         }
+        const struct wsg_http_header *chosen =
+            wsg_http_find(resp.headers, resp.num_headers, "Sec-WebSocket-Protocol");
+        if (chosen != NULL && c->pol->nsubprotocols &&
+            !wsg_match_subprotocol_one(c->pol, chosen->value, chosen->value_len)) {
+            respond_error(c, WSG_R_UPSTREAM_BAD, "upstream chose a subprotocol the route does not allow");
+            return 1;
+        }
         if (wsg_http_find(resp.headers, resp.num_headers, "Sec-WebSocket-Extensions") != NULL) {
             respond_error(c, WSG_R_UPSTREAM_BAD, "upstream accepted an extension that was not offered");
             return 1;
@@ -820,6 +1140,7 @@ static int pump_resp_head(struct wsg_conn *c)
     if (c->st == WSG_ST_WS_UPGRADE) {
         set_state(c, WSG_ST_HTTP); /* the upstream refused the upgrade: relay its answer as plain HTTP */
         c->x.keep_alive = 0;
+        ip_release(c);
     }
     if (resp.body == WSG_BODY_EOF)
         c->x.keep_alive = 0;
@@ -1101,6 +1422,8 @@ static void conn_destroy(struct wsg_conn *c)
          (unsigned long long)c->cli.tx, (unsigned long long)c->up.rx, (unsigned long long)c->up.tx,
          now_of(c) - c->t_start);
     ev_timer_stop(w->loop, &c->timer);
+    ev_timer_stop(w->loop, &c->ws_timer);
+    ip_release(c);
     side_close(c, &c->cli);
     side_close(c, &c->up);
     wsg_ws_relay_free(c->c2u);
@@ -1275,6 +1598,7 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
     ev_io_init(&c->cli.io, on_client_io, fd, 0);
     ev_io_init(&c->up.io, on_upstream_io, -1, 0);
     ev_init(&c->timer, on_timer);
+    ev_init(&c->ws_timer, on_ws_timer);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

@@ -330,7 +330,13 @@ void wsg_iptable_conn_end(struct wsg_iptable *t, const struct wsg_ip_key *k)
 double wsg_iptable_take(struct wsg_iptable *t, const struct wsg_ip_key *k, const struct wsg_policy *p,
                         double bytes, double now)
 {
-    int msgs_on = p->ip_msgs.rate > 0, bytes_on = p->ip_bytes.rate > 0 && bytes > 0;
+    return wsg_iptable_take_n(t, k, p, 1, bytes, now);
+}
+
+double wsg_iptable_take_n(struct wsg_iptable *t, const struct wsg_ip_key *k, const struct wsg_policy *p,
+                          double msgs, double bytes, double now)
+{
+    int msgs_on = p->ip_msgs.rate > 0 && msgs > 0, bytes_on = p->ip_bytes.rate > 0 && bytes > 0;
     if (t == NULL || (!msgs_on && !bytes_on))
         return 0;
     uint64_t h = hash_key(t, k);
@@ -347,7 +353,7 @@ double wsg_iptable_take(struct wsg_iptable *t, const struct wsg_ip_key *k, const
     double wm = 0, wb = 0;
     if (msgs_on) {
         wsg_bucket_refill(&e->msgs, &p->ip_msgs, now);
-        wm = wsg_bucket_wait(&e->msgs, &p->ip_msgs, 1);
+        wm = wsg_bucket_wait(&e->msgs, &p->ip_msgs, msgs);
     }
     if (bytes_on) {
         wsg_bucket_refill(&e->bytes, &p->ip_bytes, now);
@@ -355,7 +361,7 @@ double wsg_iptable_take(struct wsg_iptable *t, const struct wsg_ip_key *k, const
     }
     if (wm == 0 && wb == 0) { /* both or neither */
         if (msgs_on)
-            e->msgs.tokens -= 1;
+            e->msgs.tokens -= msgs;
         if (bytes_on)
             e->bytes.tokens -= bytes;
     }

@@ -125,6 +125,10 @@ void wsg_iptable_conn_end(struct wsg_iptable *t, const struct wsg_ip_key *k);
  */
 double wsg_iptable_take(struct wsg_iptable *t, const struct wsg_ip_key *k, const struct wsg_policy *p,
                         double bytes, double now);
+/* The same with the message count given: 0 for the continuation frames of a message, whose bytes
+ * still count. */
+double wsg_iptable_take_n(struct wsg_iptable *t, const struct wsg_ip_key *k, const struct wsg_policy *p,
+                          double msgs, double bytes, double now);
 /* Live connections counted for k, or -1 when k has no entry (never seen, or evicted). */
 long wsg_iptable_conns(struct wsg_iptable *t, const struct wsg_ip_key *k);
 

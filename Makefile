@@ -85,6 +85,7 @@ e2e: test-deps all
 test: test-deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
+	@$(MAKE) --no-print-directory fuzz-replay
 	@./tests/readme-check.sh $(B)/wsgate
 	@WSGATE_BIN=$(B)/wsgate WSGATE_CERTS_BIN=$(B)/wsgate-certs ./tests/e2e/run.sh
 
@@ -101,6 +102,8 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build/release build/asan
+	rm -rf build/release build/asan build/fuzz
+
+include fuzz/fuzz.mk
 
 -include $(shell find build/$(FLAVOUR) -name '*.d' 2>/dev/null)

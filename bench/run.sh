@@ -167,8 +167,10 @@ PIDS+=("$ECHO_PID")
 wait_port "$UPORT" "$ECHO_PID" || die "echo_upstream did not start ($(cat "$RUN/echo_upstream.log"))"
 
 # ------------------------------------------------------------------ proxies
+# BENCH_WSGATE_ARGS: extra wsgate flags, e.g. the policy rules for the policies-on run
+# shellcheck disable=SC2206
 WSGATE_CMD=("$WSGATE" --listen "127.0.0.1:$WPORT" --upstream "127.0.0.1:$UPORT" --workers 1 --access_log off
-    --cert "$RUN/cert.pem" --key "$RUN/key.pem")
+    --cert "$RUN/cert.pem" --key "$RUN/key.pem" ${BENCH_WSGATE_ARGS:-})
 NGINX_CONF="$RUN/nginx.conf"
 NGX_USER=""
 [ "$(id -u)" = 0 ] && NGX_USER="user root;"

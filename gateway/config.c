@@ -130,6 +130,13 @@ static const struct setting settings[] = {
      "app's ping interval"},
     {"drain_timeout", T_DURATION, 0, 3600, "10s", FIELD(drain_timeout), NULL,
      "on SIGTERM, exit at most this long after closing the listeners"},
+    {"drain_spread", T_DURATION, 0, 3600, "0", FIELD(drain_spread), NULL,
+     "on SIGTERM, WebSockets are closed with 1001 at random times spread over this window, so "
+     "clients do not all reconnect at once (0 = all at once; capped at 80% of drain_timeout)"},
+    {"max_connections", T_UINT, 0, 10000000, "0", FIELD(max_connections), NULL,
+     "client connections per process; above, new ones are closed at once (0 = no limit)"},
+    {"max_connections_per_ip", T_UINT, 0, 10000000, "0", FIELD(max_connections_per_ip), NULL,
+     "client connections from one address, all workers; above, new ones are closed at once (0 = no limit)"},
     DIR3("max_frame", T_SIZE, 125, G, "1m", "16m", max_frame, LEGACY(max_frame), NULL,
          "largest WebSocket frame payload (1009 above, checked on the frame header)"),
     DIR3("max_message", T_SIZE, 125, G, "1m", "16m", max_message, LEGACY(max_message), NULL,

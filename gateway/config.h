@@ -67,6 +67,9 @@ struct wsg_cfg {
     double upstream_timeout;  /* waiting for upstream bytes during an HTTP exchange */
     double ws_idle_timeout;   /* WebSocket with no frame either way */
     double drain_timeout;     /* SIGTERM: exit at most this long after */
+    double drain_spread;      /* SIGTERM: WebSocket closes spread over this window */
+    unsigned max_connections; /* per process, 0 = no limit */
+    unsigned max_connections_per_ip; /* all workers, 0 = no limit */
     /* Transitional (conn.c's ws_start still reads them; to go once it reads the policy): set
      * only by the plain max_frame/max_message settings at top level, default 16m. */
     uint64_t max_frame;       /* WebSocket frame payload; 1009 above */

@@ -126,7 +126,10 @@ struct wsg_conn {
     double lifetime_end;               /* 0: no max_lifetime */
     double slow_since;                 /* 0: the client keeps up */
     uint64_t cli_bytes_seen, pongs_seen;
-    int retry_after; /* seconds, for a 429/503 answer */
+    int retry_after;              /* seconds, for a 429/503 answer */
+    double drain_at;              /* draining: when this WebSocket gets its 1001 */
+    struct wsg_ip_key conn_ipkey; /* max_connections_per_ip accounting */
+    unsigned conn_ip_counted : 1;
     unsigned nreq;
 };
 
@@ -539,6 +542,7 @@ static void ws_arm_timer(struct wsg_conn *c)
     if (p->slow_consumer_bytes > 0)
         earliest(&next, now + (p->slow_consumer_grace > 2 ? 1.0 : p->slow_consumer_grace / 2 + 0.05));
     earliest(&next, c->throttle_until);
+    earliest(&next, c->drain_at);
     ev_timer_stop(c->w->loop, &c->ws_timer);
     if (next > 0) {
         ev_timer_set(&c->ws_timer, next > now ? next - now : 0.001, 0.);
@@ -647,7 +651,9 @@ static void on_ws_timer(EV_P_ ev_timer *t, int revents)
         c->throttle_until = 0;                          /* the pump below asks admit again */
         c->deadline = now + cfg_of(c)->ws_idle_timeout; /* being held is not being idle */
     }
-    if (c->pong_due && now >= c->pong_due) {
+    if (c->drain_at && now >= c->drain_at) {
+        ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
+    } else if (c->pong_due && now >= c->pong_due) {
         policy_hit(c, WSG_PR_PONG_TIMEOUT, 0, "no pong to the gateway's ping");
         ws_fail(c, WSG_R_WS_PONG, 1001, "no pong in time", 1001, "client unresponsive");
     } else if (c->lifetime_end && now >= c->lifetime_end) {
@@ -713,6 +719,8 @@ static int ws_start(struct wsg_conn *c)
     wsg_m_add(&metrics(c)->c[WSG_M_WS_UPGRADES], 1);
     set_deadline(c, cfg->ws_idle_timeout);
     ws_arm_timer(c);
+    if (c->flags & WSG_CF_DRAINING) /* upgraded while the gateway drains */
+        ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
     return 0;
 }
 
@@ -897,6 +905,12 @@ static int handle_request(struct wsg_conn *c)
     c->nreq++;
     if (n < 0) {
         respond_error(c, reason_of_status(status), why);
+        return 1;
+    }
+    if (req.host == NULL) {
+        /* HTTP/1.0 may omit Host, but the request is forwarded as HTTP/1.1, which requires it
+         * (RFC 9112 §3.2): the upstream would refuse it anyway. */
+        respond_error(c, WSG_R_BAD_REQUEST, "Host is required");
         return 1;
     }
     /* Each request takes the configuration in force now, and its route's policy. */
@@ -1424,6 +1438,9 @@ static void conn_destroy(struct wsg_conn *c)
     ev_timer_stop(w->loop, &c->timer);
     ev_timer_stop(w->loop, &c->ws_timer);
     ip_release(c);
+    if (c->conn_ip_counted)
+        wsg_iptable_conn_end(w->sh->ipt, &c->conn_ipkey);
+    __atomic_sub_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
     side_close(c, &c->cli);
     side_close(c, &c->up);
     wsg_ws_relay_free(c->c2u);
@@ -1574,10 +1591,29 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
 {
     const struct wsg_runtime *rt = wsg_shared_rt(w->sh);
     const struct wsg_cfg *cfg = rt->cfg;
+    /* max_connections and max_connections_per_ip: refused by closing at once, before any TLS
+     * work (HAProxy maxconn would queue; a gateway under a flood should shed load instead). */
+    unsigned long live = __atomic_add_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
+    struct wsg_ip_key ipk;
+    int ip_counted = 0;
+    if (cfg->max_connections && live > cfg->max_connections)
+        goto refuse;
+    if (cfg->max_connections_per_ip) {
+        struct wsg_policy lim = {.ip_max_conns = cfg->max_connections_per_ip};
+        wsg_ip_key_make(&ipk, UINT32_MAX, peer);
+        if (wsg_iptable_conn_begin(w->sh->ipt, &ipk, &lim, ev_now(w->loop)) > 0)
+            goto refuse;
+        ip_counted = 1;
+    }
     struct wsg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        close(fd);
-        return;
+        if (ip_counted)
+            wsg_iptable_conn_end(w->sh->ipt, &ipk);
+        goto refuse;
+    }
+    if (ip_counted) {
+        c->conn_ipkey = ipk;
+        c->conn_ip_counted = 1;
     }
     c->w = w;
     c->rt = rt;
@@ -1617,6 +1653,11 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
     set_deadline(c, cfg->handshake_timeout);
     ev_feed_event(w->loop, &c->cli.io, EV_READ); /* the ClientHello is usually already there */
     update_io(c);
+    return;
+refuse:
+    __atomic_sub_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
+    wsg_m_add(&w->m.c[WSG_M_REFUSED], 1);
+    close(fd);
 }
 
 void wsg_conn_drain(struct wsg_conn *c)
@@ -1632,9 +1673,20 @@ void wsg_conn_drain(struct wsg_conn *c)
             start_closing(c);
         }
         break;
-    case WSG_ST_WS:
-        ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
+    case WSG_ST_WS: {
+        /* Spread the 1001s over drain_spread so that clients do not all reconnect at once. */
+        const struct wsg_cfg *cfg = cfg_of(c);
+        double spread =
+            cfg->drain_spread < cfg->drain_timeout * 0.8 ? cfg->drain_spread : cfg->drain_timeout * 0.8;
+        uint32_t r = 0;
+        if (spread > 0 && wsg_rng_fill(c->w->rng, (uint8_t *)&r, sizeof(r)) == 0) {
+            c->drain_at = now_of(c) + spread * ((double)r / 4294967296.0) + 0.001;
+            ws_arm_timer(c);
+        } else {
+            ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
+        }
         break;
+    }
     default:
         c->x.keep_alive = 0;
         break;

@@ -39,6 +39,7 @@ struct wsg_shared {
     struct wsg_runtime *rt;    /* see above */
     struct wsg_tls_store *tls; /* generations swap on reload (internally locked) */
     struct wsg_iptable *ipt;   /* per-client-IP limits, all workers (internally locked) */
+    unsigned long live_conns;  /* client connections of all workers (atomic) */
 };
 
 static inline const struct wsg_runtime *wsg_shared_rt(const struct wsg_shared *sh)

@@ -45,6 +45,12 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
     for (unsigned i = 0; i < WSG_M_STATES; i++)
         fprintf(f, "wsgate_connections{state=\"%s\"} %lld\n", states[i], (long long)m->conns_in_state[i]);
     counter(f, "wsgate_connections_accepted_total", "Client connections accepted.", m->c[WSG_M_ACCEPTED]);
+    counter(f, "wsgate_connections_refused_total",
+            "Client connections closed at accept by max_connections or max_connections_per_ip.",
+            m->c[WSG_M_REFUSED]);
+    counter(f, "wsgate_connections_refused_total",
+            "Client connections closed at accept by max_connections or max_connections_per_ip.",
+            m->c[WSG_M_REFUSED]);
     fprintf(f, "# HELP wsgate_tls_handshakes_total TLS handshakes by result.\n"
                "# TYPE wsgate_tls_handshakes_total counter\n");
     fprintf(f, "wsgate_tls_handshakes_total{result=\"full\"} %llu\n",

@@ -12,6 +12,7 @@
 
 enum wsg_counter {
     WSG_M_ACCEPTED,      /* client connections accepted */
+    WSG_M_REFUSED,       /* closed at accept: max_connections or max_connections_per_ip */
     WSG_M_TLS_FULL,      /* completed handshakes without resumption */
     WSG_M_TLS_RESUMED,   /* completed handshakes resumed from a ticket */
     WSG_M_TLS_FAILED,    /* failed handshakes */

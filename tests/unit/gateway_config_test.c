@@ -636,7 +636,10 @@ static void test_help_and_markdown(void **state)
                                   "slow_consumer_grace",
                                   "ip_table_size",
                                   "ip_table_shards",
-                                  "admin"};
+                                  "admin",
+                                  "drain_spread",
+                                  "max_connections",
+                                  "max_connections_per_ip"};
     char *help = capture(wsg_cfg_help);
     char *md = capture(wsg_cfg_markdown);
     assert_non_null(strstr(help, "wsgate [-t] [-c FILE] [--NAME VALUE]..."));

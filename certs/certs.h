@@ -3,7 +3,8 @@
  * taking parsed options (for tests and for later subcommands such as rotate, which checks first).
  *
  * Exit codes follow the README's contract for scripts: 0 good, 1 bad, 2 good but expiring within
- * the warning window (check), 64 bad usage (sysexits EX_USAGE).
+ * the warning window (check), 64 bad usage (sysexits EX_USAGE). rotate: 0 rotated, 1 refused or
+ * rolled back, 2 rotated but expiring within --warn-days, 64 bad usage.
  */
 #ifndef WSG_CERTS_H
 #define WSG_CERTS_H
@@ -87,5 +88,96 @@ struct wsg_certs_check_opts {
 int wsg_certs_check(const struct wsg_certs_check_opts *o, FILE *out, FILE *err);
 /* The check subcommand: argv[0] is "check". @return an exit code. */
 int wsg_certs_check_main(int argc, char **argv, FILE *out, FILE *err);
+
+/* ---- admin_client.c: a tiny HTTP/1.1 client for the gateway's admin endpoint ---- */
+
+/**
+ * Connects a stream socket to addr: "HOST:PORT", "[V6]:PORT" or, when allow_unix, "unix:/path".
+ * Send and receive time out after timeout_ms (also the connect timeout).
+ * @return the socket, or -1 with err naming addr.
+ */
+int wsg_certs_connect(const char *addr, int allow_unix, int timeout_ms, char err[WSG_ERRLEN]);
+
+struct wsg_certs_http {
+    int status; /* 200, 409, ... */
+    char *body; /* NUL-terminated; free with wsg_certs_http_free */
+    size_t len;
+};
+
+/**
+ * Parses one complete HTTP/1.1 response (status line, headers, body by Content-Length or up to
+ * the end of the buffer). @return 0, or -1 when buf is not a complete response.
+ */
+int wsg_certs_http_parse(const char *buf, size_t len, struct wsg_certs_http *res);
+/**
+ * Sends "METHOD PATH" to the admin endpoint admin (HOST:PORT or unix:/path) with
+ * Connection: close and reads the whole answer. @return 0 (any status) or -1 with err.
+ */
+int wsg_certs_admin_request(const char *admin, const char *method, const char *path, int timeout_ms,
+                            struct wsg_certs_http *res, char err[WSG_ERRLEN]);
+void wsg_certs_http_free(struct wsg_certs_http *res);
+
+/* ---- json.c: just enough JSON to read the admin endpoint's answers ---- */
+
+enum wsg_certs_json_type {
+    WSG_JSON_NULL,
+    WSG_JSON_BOOL,
+    WSG_JSON_NUMBER,
+    WSG_JSON_STRING,
+    WSG_JSON_ARRAY,
+    WSG_JSON_OBJECT
+};
+
+struct wsg_certs_json {
+    enum wsg_certs_json_type type;
+    int boolean;
+    double number;
+    char *string;                /* WSG_JSON_STRING (UTF-8, NUL-terminated) */
+    struct wsg_certs_json **kid; /* WSG_JSON_ARRAY items or WSG_JSON_OBJECT values */
+    char **key;                  /* WSG_JSON_OBJECT keys */
+    size_t n;
+};
+
+/* @return the parsed value (one value, whitespace around it allowed), or NULL when malformed. */
+struct wsg_certs_json *wsg_certs_json_parse(const char *s, size_t len);
+void wsg_certs_json_free(struct wsg_certs_json *j);
+/* The member key of an object, or NULL (also when j is not an object). */
+const struct wsg_certs_json *wsg_certs_json_get(const struct wsg_certs_json *j, const char *key);
+/* The string (NULL unless a string), the number (dflt unless a number). */
+const char *wsg_certs_json_str(const struct wsg_certs_json *j);
+double wsg_certs_json_num(const struct wsg_certs_json *j, double dflt);
+
+/* ---- probe.c: one real TLS handshake, to see what a client is served ---- */
+
+/**
+ * Connects to addr (HOST:PORT), handshakes with SNI sni (NULL: none; IP addresses are not sent
+ * as SNI), does not verify, and writes the SHA-256 fingerprint of the leaf the server sent
+ * ("AB:CD:...", openssl format). @return 0, or -1 with err.
+ */
+int wsg_certs_probe(const char *addr, const char *sni, int timeout_ms, char sha256[96], char err[WSG_ERRLEN]);
+
+/* ---- rotate.c: rotate and status ---- */
+
+struct wsg_certs_rotate_opts {
+    const char *admin;        /* the admin endpoint: HOST:PORT or unix:/path */
+    const char *connect;      /* the public TLS listener to verify through: HOST:PORT */
+    const char *const *names; /* names to check and verify via SNI (at least one) */
+    size_t nnames;
+    const char *cert, *key;           /* the new pair */
+    const char *dest_cert, *dest_key; /* where the gateway's configuration reads its pair */
+    const char *ca;                   /* optional CA bundle the new chain must verify against */
+    unsigned warn_days;               /* exit 2 when the new certificate expires within this */
+    int timeout_ms;                   /* per admin request and per verification handshake */
+};
+
+/* Checks, installs, reloads, verifies; rolls back on any failure. @return an exit code. */
+int wsg_certs_rotate(const struct wsg_certs_rotate_opts *o, FILE *out, FILE *err);
+/* The rotate subcommand: argv[0] is "rotate". @return an exit code. */
+int wsg_certs_rotate_main(int argc, char **argv, FILE *out, FILE *err);
+/* Prints GET /certs as a table (or as is with json). @return 0, 1 (unreachable, bad answer) or 2
+ * (a served certificate expires within warn_days). */
+int wsg_certs_status(const char *admin, int json, unsigned warn_days, int timeout_ms, FILE *out, FILE *err);
+/* The status subcommand: argv[0] is "status". @return an exit code. */
+int wsg_certs_status_main(int argc, char **argv, FILE *out, FILE *err);
 
 #endif

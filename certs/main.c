@@ -1,7 +1,6 @@
 /*
  * main.c - wsgate-certs: dispatches to one subcommand. Each row of the table below is a command:
  * the function gets argv starting at the command's name and returns the process exit code.
- * rotate and status (issue 4, later) slot in as two more rows.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +16,10 @@ struct command {
 static const struct command commands[] = {
     {"gen", wsg_certs_gen_main, "generate a key and certificate (self-signed or CA-signed)"},
     {"check", wsg_certs_check_main, "check a pair: key match, chain, names, validity"},
+    {"rotate", wsg_certs_rotate_main,
+     "install a new pair into a running gateway, verify, roll back on failure"},
+    {"status", wsg_certs_status_main,
+     "what a running gateway serves: names, fingerprints, expiry, generations"},
 };
 
 static void usage(FILE *out)
@@ -27,7 +30,9 @@ static void usage(FILE *out)
           out);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fputs("exit codes: 0 good, 1 bad, 2 good but expiring (check), 64 bad usage\n", out);
+    fputs("exit codes: 0 good, 1 bad (rotate: refused or rolled back), 2 good but expiring (check, rotate,\n"
+          "            status), 64 bad usage\n",
+          out);
 }
 
 int main(int argc, char **argv)

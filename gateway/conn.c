@@ -472,6 +472,12 @@ static void on_ws_timer(EV_P_ ev_timer *t, int revents);
 static void ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason, int up_code,
                     const char *up_reason);
 
+static void count_frame(struct wsg_conn *c, uint64_t len)
+{
+    wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(len)], 1);
+    wsg_m_add(&metrics(c)->frame_size_sum, len);
+}
+
 /* Counts a policy event by route, rule and direction, and logs it with the client address, at
  * most 10 lines a second per worker (a flood of violations must not flood the log). */
 static void policy_hit(struct wsg_conn *c, enum wsg_policy_rule rule, int dir, const char *what)
@@ -558,7 +564,7 @@ static int admit_c2u(void *ctx, const struct wsg_ws_frame_info *fi, const char *
     double now = now_of(c);
     c->last_cli_activity = now;
     if (fi->opcode >= 8) {
-        wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(fi->payload_len)], 1);
+        count_frame(c, fi->payload_len);
         return 0; /* control frames are never held: a held close or pong would stall liveness */
     }
     double msgs = fi->first_of_message ? 1 : 0, bytes = (double)fi->payload_len, wait = 0;
@@ -585,7 +591,7 @@ static int admit_c2u(void *ctx, const struct wsg_ws_frame_info *fi, const char *
         }
     }
     if (wait == 0) {
-        wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(fi->payload_len)], 1);
+        count_frame(c, fi->payload_len);
         if (c->throttle_until) {
             c->throttle_until = 0;
             ws_arm_timer(c);
@@ -614,7 +620,7 @@ static int admit_u2c(void *ctx, const struct wsg_ws_frame_info *fi, const char *
 {
     WSG_UNUSED(reason);
     struct wsg_conn *c = ctx;
-    wsg_m_add(&metrics(c)->frame_size[wsg_m_size_bucket(fi->payload_len)], 1);
+    count_frame(c, fi->payload_len);
     return 0;
 }
 

@@ -292,8 +292,7 @@ static void admin_metrics(FILE *f)
 
 static void admin_certs(FILE *f)
 {
-    fprintf(f, "{\"generation\":%u,\"live_generations\":%u}\n", wsg_tls_store_generation(g.sh.tls),
-            wsg_tls_store_live_generations(g.sh.tls));
+    wsg_tls_store_describe_json(g.sh.tls, f);
 }
 
 static const struct wsg_admin_ops admin_ops = {

@@ -22,6 +22,7 @@ void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *e
             out->status[i] += __atomic_load_n(&m->status[i], __ATOMIC_RELAXED);
         for (unsigned i = 0; i < WSG_M_SIZE_BUCKETS; i++)
             out->frame_size[i] += __atomic_load_n(&m->frame_size[i], __ATOMIC_RELAXED);
+        out->frame_size_sum += __atomic_load_n(&m->frame_size_sum, __ATOMIC_RELAXED);
         for (unsigned s = 0; s < 4; s++)
             for (unsigned i = 0; i <= WSG_M_CLOSE_CODES; i++)
                 out->close[s][i] += __atomic_load_n(&m->close[s][i], __ATOMIC_RELAXED);
@@ -45,9 +46,6 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
     for (unsigned i = 0; i < WSG_M_STATES; i++)
         fprintf(f, "wsgate_connections{state=\"%s\"} %lld\n", states[i], (long long)m->conns_in_state[i]);
     counter(f, "wsgate_connections_accepted_total", "Client connections accepted.", m->c[WSG_M_ACCEPTED]);
-    counter(f, "wsgate_connections_refused_total",
-            "Client connections closed at accept by max_connections or max_connections_per_ip.",
-            m->c[WSG_M_REFUSED]);
     counter(f, "wsgate_connections_refused_total",
             "Client connections closed at accept by max_connections or max_connections_per_ip.",
             m->c[WSG_M_REFUSED]);
@@ -93,6 +91,7 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
         cum += m->frame_size[i];
         fprintf(f, "wsgate_websocket_frame_payload_bytes_bucket{le=\"%s\"} %llu\n", edges[i], cum);
     }
+    fprintf(f, "wsgate_websocket_frame_payload_bytes_sum %llu\n", (unsigned long long)m->frame_size_sum);
     fprintf(f, "wsgate_websocket_frame_payload_bytes_count %llu\n", cum);
     static const char *const who[4] = {"client", "upstream", "gateway_to_client", "gateway_to_upstream"};
     fprintf(f, "# HELP wsgate_websocket_closes_total Close frames by sender and code.\n"

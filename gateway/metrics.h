@@ -63,6 +63,7 @@ struct wsg_metrics {
     int64_t conns_in_state[WSG_M_STATES]; /* gauge */
     uint64_t status[6];                   /* HTTP answers by class: [1]=1xx .. [5]=5xx */
     uint64_t frame_size[WSG_M_SIZE_BUCKETS];
+    uint64_t frame_size_sum; /* payload bytes of the frames counted in frame_size */
     /* close codes seen, by who sent them: [0] client, [1] upstream, [2] gateway to client,
      * [3] gateway to upstream; index code-1000, last slot "other" */
     uint64_t close[4][WSG_M_CLOSE_CODES + 1];

@@ -1,14 +1,18 @@
 /*
- * check.c - loads a certificate/key pair the way the store does and checks it without serving it:
- * parse, key match, validity of every certificate in the file, names covered, chain against a CA
- * bundle. It reports every problem it finds (the store stops at the first) plus the details a
- * person or a script wants: names, not-after, fingerprint. Used by wsgate-certs (check, rotate).
+ * check.c - loading and judging certificate/key pairs, in one place for the whole gateway:
+ *  - the shared steps (declared in tls-int.h): parse a chain file, parse a key file, key match,
+ *    validity, fingerprint, the names a leaf serves. The store (store.c) runs them when it builds
+ *    a generation and stops at the first problem; wsg_tls_check_pair runs them all and collects
+ *    every problem. Both speak the same sentences about the same files.
+ *  - wsg_tls_check_pair: a pair checked without serving it, plus the details a person or a script
+ *    wants (names, not-after, fingerprint) and the chain against a CA bundle. Used by
+ *    wsgate-certs (check, rotate).
  *
  * The name rules are the gateway's SNI rules (store.c, sni_lookup) plus IP addresses: an exact
  * DNS name, or "*.example.com" covering exactly one extra leading label; IP addresses only match
  * IP address entries (RFC 6125 6.4.4: never a DNS name that looks like one).
  */
-#include "tls/tls.h"
+#include "tls/tls-int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,14 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
-#include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509.h>
-#include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
 
 __attribute__((format(printf, 2, 3))) static void problem(struct wsg_tls_check_report *r, const char *fmt,
@@ -51,19 +51,69 @@ static const char *mbed_why(int ret, char *buf, size_t len)
     return buf;
 }
 
+/* ---- the shared steps (tls-int.h) ---- */
+
+__attribute__((format(printf, 2, 3))) static int fail(char err[WSG_ERRLEN], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, WSG_ERRLEN, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 /* A file mbedTLS could not open: say why the way the system does ("No such file or directory"). */
-static int unreadable(struct wsg_tls_check_report *r, const char *path)
+static int unreadable(const char *path, char err[WSG_ERRLEN])
 {
     FILE *f = fopen(path, "rb");
     if (f != NULL) {
         fclose(f);
         return 0;
     }
-    problem(r, "%s: cannot read: %s", path, strerror(errno));
+    fail(err, "%s: cannot read: %s", path, strerror(errno));
     return 1;
 }
 
-static time_t x509_epoch(const mbedtls_x509_time *t)
+int wsg_tls_load_chain(mbedtls_x509_crt *chain, const char *path, char err[WSG_ERRLEN])
+{
+    char why[200];
+    int ret = mbedtls_x509_crt_parse_file(chain, path);
+    if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR && unreadable(path, err))
+        return -1;
+    if (ret < 0)
+        return fail(err, "%s: cannot parse certificate: %s", path, mbed_why(ret, why, sizeof(why)));
+    if (ret > 0)
+        return fail(err, "%s: cannot parse certificate: %d of the PEM blocks are not certificates", path,
+                    ret);
+    if (chain->raw.p == NULL)
+        return fail(err, "%s: cannot parse certificate: no certificate in it", path);
+    return 0;
+}
+
+int wsg_tls_load_key(mbedtls_pk_context *key, const char *path, mbedtls_ctr_drbg_context *drbg,
+                     char err[WSG_ERRLEN])
+{
+    char why[200];
+    int ret = mbedtls_pk_parse_keyfile(key, path, NULL, mbedtls_ctr_drbg_random, drbg);
+    if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR && unreadable(path, err))
+        return -1;
+    if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+        return fail(err, "%s: private key is encrypted; wsgate needs it unencrypted", path);
+    if (ret != 0)
+        return fail(err, "%s: cannot parse private key: %s", path, mbed_why(ret, why, sizeof(why)));
+    return 0;
+}
+
+int wsg_tls_key_matches(const mbedtls_x509_crt *leaf, const mbedtls_pk_context *key,
+                        mbedtls_ctr_drbg_context *drbg, const char *cert_name, const char *key_name,
+                        char err[WSG_ERRLEN])
+{
+    if (mbedtls_pk_check_pair(&leaf->pk, key, mbedtls_ctr_drbg_random, drbg) != 0)
+        return fail(err, "%s: private key does not match %s", key_name, cert_name);
+    return 0;
+}
+
+time_t wsg_tls_x509_epoch(const mbedtls_x509_time *t)
 {
     struct tm tm = {
         .tm_year = t->year - 1900,
@@ -76,8 +126,78 @@ static time_t x509_epoch(const mbedtls_x509_time *t)
     return timegm(&tm);
 }
 
-static int add_name(struct wsg_tls_check_report *r, const char *text, size_t len, int is_ip)
+int wsg_tls_cert_validity(const mbedtls_x509_crt *c, int depth, const char *cert_name, time_t now,
+                          char err[WSG_ERRLEN])
 {
+    char which[200] = "certificate", dn[160];
+    if (depth != 0) {
+        if (mbedtls_x509_dn_gets(dn, sizeof(dn), &c->subject) < 0)
+            snprintf(dn, sizeof(dn), "?");
+        snprintf(which, sizeof(which), "certificate #%d in the file (%s)", depth + 1, dn);
+    }
+    const mbedtls_x509_time *to = &c->valid_to, *from = &c->valid_from;
+    if (wsg_tls_x509_epoch(to) < now)
+        return fail(err, "%s: %s expired on %04d-%02d-%02d", cert_name, which, to->year, to->mon, to->day);
+    if (wsg_tls_x509_epoch(from) > now)
+        return fail(err, "%s: %s not valid before %04d-%02d-%02d", cert_name, which, from->year, from->mon,
+                    from->day);
+    return 0;
+}
+
+void wsg_tls_fingerprint_der(const unsigned char *der, size_t len, char out[96])
+{
+    unsigned char md[32];
+    out[0] = '\0';
+    if (mbedtls_sha256(der, len, md, 0) != 0)
+        return;
+    for (size_t i = 0; i < sizeof(md); i++)
+        snprintf(out + 3 * i, 96 - 3 * i, "%02X%s", md[i], i + 1 < sizeof(md) ? ":" : "");
+}
+
+void wsg_tls_fingerprint(const mbedtls_x509_crt *crt, char out[96])
+{
+    wsg_tls_fingerprint_der(crt->raw.p, crt->raw.len, out);
+}
+
+int wsg_tls_leaf_names(const mbedtls_x509_crt *leaf, wsg_tls_name_fn fn, void *arg)
+{
+    int any_san = 0;
+    for (const mbedtls_x509_sequence *s = &leaf->subject_alt_names; s != NULL; s = s->next) {
+        if (s->buf.p == NULL)
+            continue;
+        mbedtls_x509_subject_alternative_name san;
+        memset(&san, 0, sizeof(san));
+        if (mbedtls_x509_parse_subject_alt_name(&s->buf, &san) != 0)
+            continue; /* a type mbedTLS does not parse: neither a DNS name nor an address */
+        int ret = 0;
+        const mbedtls_x509_buf *v = &san.san.unstructured_name;
+        if (san.type == MBEDTLS_X509_SAN_DNS_NAME && v->len != 0 && memchr(v->p, '\0', v->len) == NULL) {
+            any_san = 1;
+            ret = fn(arg, (const char *)v->p, v->len, 0, 0);
+        } else if (san.type == MBEDTLS_X509_SAN_IP_ADDRESS && (v->len == 4 || v->len == 16)) {
+            char text[INET6_ADDRSTRLEN];
+            any_san = 1;
+            if (inet_ntop(v->len == 4 ? AF_INET : AF_INET6, v->p, text, sizeof(text)) != NULL)
+                ret = fn(arg, text, strlen(text), 1, 0);
+        }
+        mbedtls_x509_free_subject_alt_name(&san);
+        if (ret != 0)
+            return ret;
+    }
+    if (any_san)
+        return 0;
+    for (const mbedtls_x509_name *n = &leaf->subject; n != NULL; n = n->next)
+        if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0 && n->val.len != 0 &&
+            memchr(n->val.p, '\0', n->val.len) == NULL)
+            return fn(arg, (const char *)n->val.p, n->val.len, 0, 1);
+    return 0;
+}
+
+/* ---- wsg_tls_check_pair ---- */
+
+static int add_name(void *arg, const char *text, size_t len, int is_ip, int from_cn)
+{
+    struct wsg_tls_check_report *r = arg;
     char **names = realloc(r->names, (r->nnames + 1) * sizeof(*names));
     if (names == NULL)
         return -1;
@@ -92,43 +212,8 @@ static int add_name(struct wsg_tls_check_report *r, const char *text, size_t len
     r->names[r->nnames] = copy;
     r->name_is_ip[r->nnames] = (unsigned char)(is_ip != 0);
     r->nnames++;
-    return 0;
-}
-
-/* subjectAltName DNS names and IP addresses of the leaf, else its CN (flagged). */
-static int collect_names(struct wsg_tls_check_report *r, const mbedtls_x509_crt *leaf)
-{
-    int any_san = 0;
-    for (const mbedtls_x509_sequence *s = &leaf->subject_alt_names; s != NULL; s = s->next) {
-        if (s->buf.p == NULL)
-            continue;
-        mbedtls_x509_subject_alternative_name san;
-        memset(&san, 0, sizeof(san));
-        if (mbedtls_x509_parse_subject_alt_name(&s->buf, &san) != 0)
-            continue; /* a type mbedTLS does not parse: neither a DNS name nor an address */
-        int ret = 0;
-        const mbedtls_x509_buf *v = &san.san.unstructured_name;
-        if (san.type == MBEDTLS_X509_SAN_DNS_NAME && v->len != 0 && memchr(v->p, '\0', v->len) == NULL) {
-            any_san = 1;
-            ret = add_name(r, (const char *)v->p, v->len, 0);
-        } else if (san.type == MBEDTLS_X509_SAN_IP_ADDRESS && (v->len == 4 || v->len == 16)) {
-            char text[INET6_ADDRSTRLEN];
-            any_san = 1;
-            if (inet_ntop(v->len == 4 ? AF_INET : AF_INET6, v->p, text, sizeof(text)) != NULL)
-                ret = add_name(r, text, strlen(text), 1);
-        }
-        mbedtls_x509_free_subject_alt_name(&san);
-        if (ret != 0)
-            return -1;
-    }
-    if (any_san)
-        return 0;
-    for (const mbedtls_x509_name *n = &leaf->subject; n != NULL; n = n->next) {
-        if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
-            r->names_from_cn = 1;
-            return add_name(r, (const char *)n->val.p, n->val.len, 0);
-        }
-    }
+    if (from_cn)
+        r->names_from_cn = 1;
     return 0;
 }
 
@@ -206,21 +291,11 @@ static void check_names(struct wsg_tls_check_report *r, const char *cert_path,
 static void check_validity(struct wsg_tls_check_report *r, const char *cert_path,
                            const mbedtls_x509_crt *chain, time_t now)
 {
+    char err[WSG_ERRLEN];
     int depth = 0;
-    for (const mbedtls_x509_crt *c = chain; c != NULL && c->raw.p != NULL; c = c->next, depth++) {
-        char which[200] = "certificate", dn[160];
-        if (depth != 0) {
-            if (mbedtls_x509_dn_gets(dn, sizeof(dn), &c->subject) < 0)
-                snprintf(dn, sizeof(dn), "?");
-            snprintf(which, sizeof(which), "certificate #%d in the file (%s)", depth + 1, dn);
-        }
-        const mbedtls_x509_time *to = &c->valid_to, *from = &c->valid_from;
-        if (x509_epoch(to) < now)
-            problem(r, "%s: %s expired on %04d-%02d-%02d", cert_path, which, to->year, to->mon, to->day);
-        else if (x509_epoch(from) > now)
-            problem(r, "%s: %s not valid before %04d-%02d-%02d", cert_path, which, from->year, from->mon,
-                    from->day);
-    }
+    for (const mbedtls_x509_crt *c = chain; c != NULL && c->raw.p != NULL; c = c->next, depth++)
+        if (wsg_tls_cert_validity(c, depth, cert_path, now, err) != 0)
+            problem(r, "%s", err);
 }
 
 struct verify_ctx {
@@ -244,9 +319,12 @@ static void check_chain(struct wsg_tls_check_report *r, const char *cert_path, m
     char why[200];
     mbedtls_x509_crt ca;
     mbedtls_x509_crt_init(&ca);
+    char err[WSG_ERRLEN];
     int ret = mbedtls_x509_crt_parse_file(&ca, ca_path);
-    if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR && unreadable(r, ca_path))
+    if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR && unreadable(ca_path, err)) {
+        problem(r, "%s", err);
         goto out;
+    }
     if (ret < 0 || ca.raw.p == NULL) {
         problem(r, "%s: cannot parse CA bundle: %s", ca_path,
                 ret < 0 ? mbed_why(ret, why, sizeof(why)) : "no certificate in it");
@@ -280,16 +358,6 @@ static void check_chain(struct wsg_tls_check_report *r, const char *cert_path, m
     problem(r, "%s: chain does not verify against %s: %s", cert_path, ca_path, joined);
 out:
     mbedtls_x509_crt_free(&ca);
-}
-
-static void fingerprint(struct wsg_tls_check_report *r, const mbedtls_x509_crt *leaf)
-{
-    unsigned char md[32];
-    if (mbedtls_sha256(leaf->raw.p, leaf->raw.len, md, 0) != 0)
-        return;
-    for (size_t i = 0; i < sizeof(md); i++)
-        snprintf(r->sha256 + 3 * i, sizeof(r->sha256) - 3 * i, "%02X%s", md[i],
-                 i + 1 < sizeof(md) ? ":" : "");
 }
 
 int wsg_tls_check_pair(const struct wsg_tls_pair *p, const struct wsg_tls_check_opts *o,
@@ -326,41 +394,27 @@ int wsg_tls_check_pair(const struct wsg_tls_pair *p, const struct wsg_tls_check_
         goto out;
     }
 
-    /* The same parse calls and messages as the store (store.c, load_files). */
-    ret = mbedtls_x509_crt_parse_file(&chain, p->cert_path);
-    if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR && unreadable(r, p->cert_path)) {
-        /* said why */
-    } else if (ret < 0)
-        problem(r, "%s: cannot parse certificate: %s", p->cert_path, mbed_why(ret, why, sizeof(why)));
-    else if (ret > 0)
-        problem(r, "%s: cannot parse certificate: %d of the PEM blocks are not certificates", p->cert_path,
-                ret);
-    r->loaded = ret >= 0 && chain.raw.p != NULL;
-
-    int key_ok = 0;
-    ret = mbedtls_pk_parse_keyfile(&key, p->key_path, NULL, mbedtls_ctr_drbg_random, &drbg);
-    if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR && unreadable(r, p->key_path)) {
-        /* said why */
-    } else if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
-        problem(r, "%s: private key is encrypted; wsgate needs it unencrypted", p->key_path);
-    else if (ret != 0)
-        problem(r, "%s: cannot parse private key: %s", p->key_path, mbed_why(ret, why, sizeof(why)));
-    else
-        key_ok = 1;
-
+    /* The same steps and sentences as the store (store.c, load_files), without stopping. */
+    char err[WSG_ERRLEN];
+    if (wsg_tls_load_chain(&chain, p->cert_path, err) != 0)
+        problem(r, "%s", err);
+    r->loaded = chain.raw.p != NULL; /* some PEM blocks may have parsed: still worth describing */
+    int key_ok = wsg_tls_load_key(&key, p->key_path, &drbg, err) == 0;
+    if (!key_ok)
+        problem(r, "%s", err);
     if (!r->loaded)
         goto out;
-    r->not_before = x509_epoch(&chain.valid_from);
-    r->not_after = x509_epoch(&chain.valid_to);
+    r->not_before = wsg_tls_x509_epoch(&chain.valid_from);
+    r->not_after = wsg_tls_x509_epoch(&chain.valid_to);
     if (mbedtls_x509_dn_gets(r->subject, sizeof(r->subject), &chain.subject) < 0)
         r->subject[0] = '\0';
-    fingerprint(r, &chain);
-    if (collect_names(r, &chain) != 0) {
+    wsg_tls_fingerprint(&chain, r->sha256);
+    if (wsg_tls_leaf_names(&chain, add_name, r) != 0) {
         problem(r, "%s: out of memory reading the names", p->cert_path);
         goto out;
     }
-    if (key_ok && mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_ctr_drbg_random, &drbg) != 0)
-        problem(r, "%s: private key does not match %s", p->key_path, p->cert_path);
+    if (key_ok && wsg_tls_key_matches(&chain, &key, &drbg, p->cert_path, p->key_path, err) != 0)
+        problem(r, "%s", err);
     check_validity(r, p->cert_path, &chain, now);
     check_names(r, p->cert_path, o);
     if (o->ca_path != NULL)

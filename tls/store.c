@@ -5,7 +5,10 @@
  *
  * A generation is immutable once published. wsg_tls_new() takes a reference under the store
  * mutex; reload builds a whole new generation outside the mutex and swaps the pointer under it.
- * The last reference (the store's or a connection's) frees a generation.
+ * The last reference (the store's or a connection's) frees a generation. Published generations
+ * sit on a list (under the mutex) until freed, each counting its connections, so that
+ * wsg_tls_store_describe_json can say which generations are alive and how many connections
+ * hold each. Reading and judging the files is check.c's (shared with wsgate-certs check).
  */
 #include "tls/tls-int.h"
 
@@ -67,17 +70,50 @@ static const char *mbed_text(int ret, char *buf, size_t len)
 
 static void gen_free(struct wsg_tls_gen *g)
 {
+    struct wsg_tls_store *st = g->st;
+    pthread_mutex_lock(&st->lock);
+    if (g->prev != NULL)
+        g->prev->next = g->next;
+    else if (st->gens == g)
+        st->gens = g->next;
+    if (g->next != NULL)
+        g->next->prev = g->prev;
+    pthread_mutex_unlock(&st->lock);
     for (size_t i = 0; i < g->nnames; i++)
         free(g->names[i].name);
     free(g->names);
     for (size_t i = 0; i < g->ncerts; i++) {
         mbedtls_x509_crt_free(&g->certs[i].chain);
         mbedtls_pk_free(&g->certs[i].key);
+        free(g->certs[i].path);
     }
     free(g->certs);
     mbedtls_ssl_config_free(&g->conf);
-    atomic_fetch_sub(&g->st->live, 1);
+    atomic_fetch_sub(&st->live, 1);
     free(g);
+}
+
+/* Drops a reference that is not a connection's (the store's, describe's). */
+static void gen_unref(struct wsg_tls_gen *g)
+{
+    if (g != NULL && atomic_fetch_sub(&g->refs, 1) == 1)
+        gen_free(g);
+}
+
+/* Makes g current, under the lock; returns the previous one (whose store reference the caller drops). */
+static struct wsg_tls_gen *gen_publish(struct wsg_tls_store *st, struct wsg_tls_gen *g)
+{
+    pthread_mutex_lock(&st->lock);
+    struct wsg_tls_gen *old = st->current;
+    g->number = ++st->last_number;
+    g->next = st->gens;
+    if (st->gens != NULL)
+        st->gens->prev = g;
+    st->gens = g;
+    st->current = g;
+    atomic_store(&st->number, g->number);
+    pthread_mutex_unlock(&st->lock);
+    return old;
 }
 
 struct wsg_tls_gen *wsg_tls_gen_acquire(struct wsg_tls_store *st)
@@ -85,14 +121,17 @@ struct wsg_tls_gen *wsg_tls_gen_acquire(struct wsg_tls_store *st)
     pthread_mutex_lock(&st->lock);
     struct wsg_tls_gen *g = st->current;
     atomic_fetch_add(&g->refs, 1);
+    atomic_fetch_add(&g->conns, 1);
     pthread_mutex_unlock(&st->lock);
     return g;
 }
 
 void wsg_tls_gen_release(struct wsg_tls_gen *g)
 {
-    if (g != NULL && atomic_fetch_sub(&g->refs, 1) == 1)
-        gen_free(g);
+    if (g == NULL)
+        return;
+    atomic_fetch_sub(&g->conns, 1);
+    gen_unref(g);
 }
 
 /* ---- SNI map ---- */
@@ -115,30 +154,25 @@ static int add_name(struct wsg_tls_gen *g, const unsigned char *s, size_t len, s
     return 0;
 }
 
-/* subjectAltName DNS entries of the leaf, else its CN. */
+struct name_sink {
+    struct wsg_tls_gen *g;
+    struct wsg_tls_cert *c;
+};
+
+static int add_leaf_name(void *arg, const char *name, size_t len, int is_ip, int from_cn)
+{
+    const struct name_sink *k = arg;
+    (void)from_cn;
+    if (is_ip)
+        return 0; /* SNI carries host names only (RFC 6066 3) */
+    return add_name(k->g, (const unsigned char *)name, len, k->c);
+}
+
+/* The names the leaf serves (check.c's rules: subjectAltName DNS entries, else the CN). */
 static int collect_names(struct wsg_tls_gen *g, struct wsg_tls_cert *c)
 {
-    size_t before = g->nnames;
-    for (const mbedtls_x509_sequence *s = &c->chain.subject_alt_names; s != NULL; s = s->next) {
-        if (s->buf.p == NULL)
-            continue;
-        mbedtls_x509_subject_alternative_name san;
-        memset(&san, 0, sizeof(san));
-        if (mbedtls_x509_parse_subject_alt_name(&s->buf, &san) != 0)
-            continue; /* a SAN type mbedTLS does not parse: not a DNS name anyway */
-        int ret = 0;
-        if (san.type == MBEDTLS_X509_SAN_DNS_NAME)
-            ret = add_name(g, san.san.unstructured_name.p, san.san.unstructured_name.len, c);
-        mbedtls_x509_free_subject_alt_name(&san);
-        if (ret != 0)
-            return -1;
-    }
-    if (g->nnames != before)
-        return 0;
-    for (const mbedtls_x509_name *n = &c->chain.subject; n != NULL; n = n->next)
-        if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0)
-            return add_name(g, n->val.p, n->val.len, c);
-    return 0;
+    struct name_sink k = {g, c};
+    return wsg_tls_leaf_names(&c->chain, add_leaf_name, &k);
 }
 
 static int name_eq(const char *a, const unsigned char *b, size_t len)
@@ -188,51 +222,32 @@ static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *bu
 
 /* ---- loading pairs ---- */
 
-static int check_validity(const mbedtls_x509_crt *crt, const char *what, char err[WSG_ERRLEN])
-{
-    const mbedtls_x509_time *to = &crt->valid_to, *from = &crt->valid_from;
-    if (mbedtls_x509_time_is_past(to)) {
-        fail(err, "%s: certificate expired on %04d-%02d-%02d", what, to->year, to->mon, to->day);
-        return -1;
-    }
-    if (mbedtls_x509_time_is_future(from)) {
-        fail(err, "%s: certificate not valid before %04d-%02d-%02d", what, from->year, from->mon, from->day);
-        return -1;
-    }
-    return 0;
-}
-
+/* The key matches the leaf and every certificate in the file is inside its validity window. */
 static int check_pair(struct wsg_tls_store *st, struct wsg_tls_cert *c, const char *cert_name,
                       const char *key_name, char err[WSG_ERRLEN])
 {
-    if (mbedtls_pk_check_pair(&c->chain.pk, &c->key, mbedtls_ctr_drbg_random, &st->drbg) != 0) {
-        fail(err, "%s: private key does not match certificate %s", key_name, cert_name);
+    if (wsg_tls_key_matches(&c->chain, &c->key, &st->drbg, cert_name, key_name, err) != 0)
         return -1;
-    }
-    return check_validity(&c->chain, cert_name, err);
+    time_t now = time(NULL);
+    int depth = 0;
+    for (const mbedtls_x509_crt *x = &c->chain; x != NULL && x->raw.p != NULL; x = x->next, depth++)
+        if (wsg_tls_cert_validity(x, depth, cert_name, now, err) != 0)
+            return -1;
+    return 0;
 }
 
 static int load_files(struct wsg_tls_store *st, struct wsg_tls_cert *c, const struct wsg_tls_pair *p,
                       char err[WSG_ERRLEN])
 {
-    char text[160];
     if (p->cert_path == NULL || p->key_path == NULL) {
         fail(err, "certificate pair without %s path", p->cert_path == NULL ? "a certificate" : "a key");
         return -1;
     }
-    int ret = mbedtls_x509_crt_parse_file(&c->chain, p->cert_path);
-    if (ret < 0) {
-        fail(err, "%s: cannot parse certificate: %s", p->cert_path, mbed_text(ret, text, sizeof(text)));
+    if (wsg_tls_load_chain(&c->chain, p->cert_path, err) != 0 ||
+        wsg_tls_load_key(&c->key, p->key_path, &st->drbg, err) != 0)
         return -1;
-    }
-    if (ret > 0) {
-        fail(err, "%s: cannot parse certificate: %d of the PEM blocks are not certificates", p->cert_path,
-             ret);
-        return -1;
-    }
-    ret = mbedtls_pk_parse_keyfile(&c->key, p->key_path, NULL, mbedtls_ctr_drbg_random, &st->drbg);
-    if (ret != 0) {
-        fail(err, "%s: cannot parse private key: %s", p->key_path, mbed_text(ret, text, sizeof(text)));
+    if ((c->path = strdup(p->cert_path)) == NULL) {
+        fail(err, "TLS generation: out of memory");
         return -1;
     }
     return check_pair(st, c, p->cert_path, p->key_path, err);
@@ -315,6 +330,7 @@ static struct wsg_tls_gen *gen_build(struct wsg_tls_store *st, const struct wsg_
         return NULL;
     }
     atomic_init(&g->refs, 1);
+    atomic_init(&g->conns, 0);
     atomic_fetch_add(&st->live, 1);
     g->st = st;
     mbedtls_ssl_config_init(&g->conf);
@@ -380,10 +396,10 @@ int wsg_tls_store_new(struct wsg_tls_store **out, const struct wsg_tls_settings 
         }
         st->tickets = 1;
     }
-    if ((st->current = gen_build(st, s, err)) == NULL)
+    struct wsg_tls_gen *g = gen_build(st, s, err);
+    if (g == NULL)
         goto fail;
-    st->current->number = ++st->last_number;
-    atomic_store(&st->number, st->current->number);
+    gen_publish(st, g);
     *out = st;
     return 0;
 fail:
@@ -396,13 +412,7 @@ int wsg_tls_store_reload(struct wsg_tls_store *st, const struct wsg_tls_settings
     struct wsg_tls_gen *g = gen_build(st, s, err);
     if (g == NULL)
         return -1;
-    pthread_mutex_lock(&st->lock);
-    struct wsg_tls_gen *old = st->current;
-    g->number = ++st->last_number;
-    st->current = g;
-    atomic_store(&st->number, g->number);
-    pthread_mutex_unlock(&st->lock);
-    wsg_tls_gen_release(old);
+    gen_unref(gen_publish(st, g));
     return 0;
 }
 
@@ -410,7 +420,7 @@ void wsg_tls_store_free(struct wsg_tls_store *st)
 {
     if (st == NULL)
         return;
-    wsg_tls_gen_release(st->current);
+    gen_unref(st->current);
     st->current = NULL;
     mbedtls_ssl_ticket_free(&st->ticket);
     mbedtls_ctr_drbg_free(&st->drbg);
@@ -427,6 +437,111 @@ unsigned wsg_tls_store_generation(const struct wsg_tls_store *st)
 unsigned wsg_tls_store_live_generations(const struct wsg_tls_store *st)
 {
     return atomic_load(&st->live);
+}
+
+/* ---- describing the store (GET /certs) ---- */
+
+static void json_str(FILE *out, const char *s, size_t len)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+static void json_time(FILE *out, time_t t)
+{
+    struct tm tm;
+    char buf[32];
+    if (gmtime_r(&t, &tm) == NULL || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        fputs("null", out);
+    else
+        fprintf(out, "\"%s\"", buf);
+}
+
+struct json_names {
+    FILE *out;
+    int n;
+};
+
+static int json_name(void *arg, const char *name, size_t len, int is_ip, int from_cn)
+{
+    struct json_names *j = arg;
+    (void)is_ip;
+    (void)from_cn;
+    if (j->n++ != 0)
+        fputc(',', j->out);
+    json_str(j->out, name, len);
+    return 0;
+}
+
+struct gen_row {
+    unsigned number, conns;
+};
+
+void wsg_tls_store_describe_json(struct wsg_tls_store *st, FILE *out)
+{
+    /* A snapshot under the lock: the current generation (referenced, so it outlives a concurrent
+     * reload while we print it) and every live generation's number and connection count. */
+    struct gen_row rows[64];
+    size_t nrows = 0, more = 0;
+    pthread_mutex_lock(&st->lock);
+    struct wsg_tls_gen *g = st->current;
+    atomic_fetch_add(&g->refs, 1);
+    for (const struct wsg_tls_gen *x = st->gens; x != NULL; x = x->next) {
+        if (nrows == sizeof(rows) / sizeof(rows[0])) {
+            more++;
+            continue;
+        }
+        rows[nrows++] = (struct gen_row){x->number, atomic_load(&x->conns)};
+    }
+    pthread_mutex_unlock(&st->lock);
+
+    time_t now = time(NULL);
+    unsigned total = 0;
+    for (size_t i = 0; i < nrows; i++)
+        total += rows[i].conns;
+    fprintf(out, "{\"generation\":%u,\"live_generations\":%u,\"connections\":%u,\"generations\":[", g->number,
+            atomic_load(&st->live), total);
+    for (size_t i = 0; i < nrows; i++)
+        fprintf(out, "%s{\"generation\":%u,\"current\":%s,\"connections\":%u}", i != 0 ? "," : "",
+                rows[i].number, rows[i].number == g->number ? "true" : "false", rows[i].conns);
+    fprintf(out, "],\"generations_not_listed\":%zu,\"certificates\":[", more);
+    for (size_t i = 0; i < g->ncerts; i++) {
+        const mbedtls_x509_crt *leaf = &g->certs[i].chain;
+        char subject[256], sha256[96];
+        if (mbedtls_x509_dn_gets(subject, sizeof(subject), &leaf->subject) < 0)
+            subject[0] = '\0';
+        wsg_tls_fingerprint(leaf, sha256);
+        time_t not_before = wsg_tls_x509_epoch(&leaf->valid_from);
+        time_t not_after = wsg_tls_x509_epoch(&leaf->valid_to);
+        fprintf(out, "%s{\"cert\":", i != 0 ? "," : "");
+        if (g->certs[i].path != NULL)
+            json_str(out, g->certs[i].path, strlen(g->certs[i].path));
+        else
+            fputs("null", out);
+        fprintf(out, ",\"default\":%s,\"names\":[", i == 0 ? "true" : "false");
+        struct json_names j = {out, 0};
+        wsg_tls_leaf_names(leaf, json_name, &j);
+        fputs("],\"subject\":", out);
+        json_str(out, subject, strlen(subject));
+        fputs(",\"fingerprint_sha256\":", out);
+        json_str(out, sha256, strlen(sha256));
+        fputs(",\"not_before\":", out);
+        json_time(out, not_before);
+        fputs(",\"not_after\":", out);
+        json_time(out, not_after);
+        fprintf(out, ",\"seconds_left\":%lld}", (long long)not_after - (long long)now);
+    }
+    fputs("]}\n", out);
+    gen_unref(g);
 }
 
 /* ---- self-signed certificates ---- */

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
@@ -21,6 +22,7 @@
 struct wsg_tls_cert {
     mbedtls_x509_crt chain;
     mbedtls_pk_context key;
+    char *path; /* the certificate file, or NULL for the generated self-signed pair */
 };
 
 /* One SNI map row: a lower-cased name ("a.test" or "*.b.test") and the cert serving it. */
@@ -31,8 +33,10 @@ struct wsg_tls_name {
 
 /* A generation: one server config with everything it points to. Freed by the last reference. */
 struct wsg_tls_gen {
-    atomic_uint refs;
+    atomic_uint refs;  /* the store's (while current) plus one per connection */
+    atomic_uint conns; /* connections on this generation (wsg_tls objects alive) */
     unsigned number;
+    struct wsg_tls_gen *prev, *next; /* the store's list of live generations, under st->lock */
     struct wsg_tls_store *st;
     mbedtls_ssl_config conf;
     struct wsg_tls_cert *certs; /* certs[0] is the default */
@@ -51,12 +55,42 @@ struct wsg_tls_store {
     unsigned last_number;        /* under lock */
     atomic_uint number;          /* the current generation's number, for lock-free reads */
     atomic_uint live;            /* generations built and not yet freed */
+    struct wsg_tls_gen *gens;    /* every live generation, newest first; under lock */
 };
 
-/* store.c: the current generation with a reference taken (never NULL after store_new). */
+/* store.c: a connection's reference on the current generation (never NULL after store_new);
+ * counts the connection in g->conns. Only wsg_tls_new calls it. */
 struct wsg_tls_gen *wsg_tls_gen_acquire(struct wsg_tls_store *st);
-/* store.c: drops a reference; the last one frees the generation. */
+/* store.c: drops a connection's reference (wsg_tls_free); the last reference frees the generation. */
 void wsg_tls_gen_release(struct wsg_tls_gen *g);
+
+/* ---- check.c: loading and judging a pair, shared by the store (which stops at the first
+ * problem) and wsg_tls_check_pair (which collects them all). The same files get the same
+ * sentences from the gateway and from wsgate-certs. Each returns 0, or -1 with err. ---- */
+
+/* Parses a PEM chain file: "cert.pem: cannot read: No such file or directory",
+ * "cert.pem: cannot parse certificate: ...". */
+int wsg_tls_load_chain(mbedtls_x509_crt *chain, const char *path, char err[WSG_ERRLEN]);
+/* Parses an unencrypted private key file (same style of messages). */
+int wsg_tls_load_key(mbedtls_pk_context *key, const char *path, mbedtls_ctr_drbg_context *drbg,
+                     char err[WSG_ERRLEN]);
+/* "key.pem: private key does not match cert.pem". */
+int wsg_tls_key_matches(const mbedtls_x509_crt *leaf, const mbedtls_pk_context *key,
+                        mbedtls_ctr_drbg_context *drbg, const char *cert_name, const char *key_name,
+                        char err[WSG_ERRLEN]);
+/* Validity at now of the certificate at depth in its file (0: the leaf):
+ * "cert.pem: certificate expired on 2024-01-01", "... not valid before ...". */
+int wsg_tls_cert_validity(const mbedtls_x509_crt *c, int depth, const char *cert_name, time_t now,
+                          char err[WSG_ERRLEN]);
+/* An X.509 time as seconds since the epoch (UTC). */
+time_t wsg_tls_x509_epoch(const mbedtls_x509_time *t);
+/* SHA-256 of the certificate's DER as "AB:CD:...:EF" (openssl x509 -fingerprint -sha256). */
+void wsg_tls_fingerprint(const mbedtls_x509_crt *crt, char out[96]);
+/* The names a leaf serves, in certificate order: subjectAltName DNS names (is_ip 0) and IP
+ * addresses (is_ip 1, as text); without any subjectAltName, its CN (from_cn 1). fn returning
+ * non-zero stops the walk and is returned. */
+typedef int (*wsg_tls_name_fn)(void *arg, const char *name, size_t len, int is_ip, int from_cn);
+int wsg_tls_leaf_names(const mbedtls_x509_crt *leaf, wsg_tls_name_fn fn, void *arg);
 
 /* tls.c: called by the SNI callback with the connection found via mbedtls_ssl_get_user_data_p. */
 void wsg_tls_note_sni(struct wsg_tls *t, const unsigned char *name, size_t len);

@@ -150,4 +150,27 @@ void wsg_tls_check_report_free(struct wsg_tls_check_report *r);
 /* Whether the certificate names in r cover host (a DNS name or an IP address), by the rules above. */
 int wsg_tls_check_covers(const struct wsg_tls_check_report *r, const char *host);
 
+/* ---- describing what is served (GET /certs, wsgate-certs status) ---- */
+
+#include <stdio.h>
+
+/**
+ * Prints one JSON object (and a newline) describing the store:
+ *   {"generation":N,"live_generations":M,"connections":C,
+ *    "generations":[{"generation":N,"current":true,"connections":C},...],   (newest first)
+ *    "generations_not_listed":0,
+ *    "certificates":[{"cert":"/etc/wsgate/site.crt" or null (generated),"default":true,
+ *                     "names":["example.com","*.example.com","127.0.0.1"],"subject":"CN=example.com",
+ *                     "fingerprint_sha256":"AB:CD:...","not_before":"2025-01-01T00:00:00Z",
+ *                     "not_after":"2025-04-01T00:00:00Z","seconds_left":7776000},...]}
+ * certificates are the current generation's pairs in configuration order (the first is the
+ * default for unknown or absent SNI); connections count live wsg_tls objects per generation.
+ * @note Thread-safe against wsg_tls_store_reload and against connections coming and going.
+ */
+void wsg_tls_store_describe_json(struct wsg_tls_store *st, FILE *out);
+
+/* SHA-256 of a DER certificate as "AB:CD:...:EF", the way openssl x509 -fingerprint -sha256 and
+ * wsg_tls_check_report.sha256 write it (wsgate-certs rotate compares what a handshake served). */
+void wsg_tls_fingerprint_der(const unsigned char *der, size_t len, char out[96]);
+
 #endif

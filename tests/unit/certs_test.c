@@ -1,7 +1,9 @@
 /*
- * certs_test.c - wsgate-certs gen and check, called as functions (the subcommands' .c files are
- * included, main.c is not): gen then check round trips, each failure check must report, exit
- * codes, key file mode, atomic writes.
+ * certs_test.c - wsgate-certs gen, check, rotate and status, called as functions (the
+ * subcommands' .c files are included, main.c is not): gen then check round trips, each failure
+ * check must report, exit codes, key file mode, atomic writes; the admin HTTP client and JSON
+ * reader; rotate refusing before it touches anything and rolling back when the gateway cannot be
+ * reached; status against a canned admin endpoint. (The real gateway: tests/e2e/85-rotate.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,10 @@
 #include "certs/common.c"
 #include "certs/gen.c"
 #include "certs/check.c"
+#include "certs/admin_client.c"
+#include "certs/json.c"
+#include "certs/probe.c"
+#include "certs/rotate.c"
 
 static char dir[64];
 
@@ -446,6 +453,250 @@ static void test_argv_round_trip(void **state)
     cap_free(&c);
 }
 
+/* ---- admin client, JSON, rotate and status without a gateway ---- */
+
+static void test_http_parse(void **state)
+{
+    (void)state;
+    struct wsg_certs_http r;
+    const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 12\r\n\r\n"
+                      "{\"ok\":true}\nextra";
+    assert_int_equal(wsg_certs_http_parse(ok, sizeof(ok) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 12);
+    assert_string_equal(r.body, "{\"ok\":true}\n");
+    wsg_certs_http_free(&r);
+    const char eof[] = "HTTP/1.0 409 Conflict\r\nConnection: close\r\n\r\nuntil the end";
+    assert_int_equal(wsg_certs_http_parse(eof, sizeof(eof) - 1, &r), 0);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(r.body, "until the end");
+    wsg_certs_http_free(&r);
+    const char truncated[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
+    assert_int_equal(wsg_certs_http_parse(truncated, sizeof(truncated) - 1, &r), -1);
+    const char no_end[] = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n";
+    assert_int_equal(wsg_certs_http_parse(no_end, sizeof(no_end) - 1, &r), -1);
+    const char not_http[] = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
+    assert_int_equal(wsg_certs_http_parse(not_http, sizeof(not_http) - 1, &r), -1);
+}
+
+static void test_json_reader(void **state)
+{
+    (void)state;
+    const char text[] = " {\"generation\":3,\"ok\":false,\"none\":null,\"list\":[1,-2.5e1,\"x\"],"
+                        "\"s\":\"a\\\"b\\\\c\\n\\u00e9\\ud834\\udd1e\",\"o\":{\"k\":[]}} ";
+    struct wsg_certs_json *j = wsg_certs_json_parse(text, sizeof(text) - 1);
+    assert_non_null(j);
+    assert_true(wsg_certs_json_num(wsg_certs_json_get(j, "generation"), 0) == 3);
+    assert_int_equal(wsg_certs_json_get(j, "ok")->type, WSG_JSON_BOOL);
+    assert_int_equal(wsg_certs_json_get(j, "none")->type, WSG_JSON_NULL);
+    const struct wsg_certs_json *l = wsg_certs_json_get(j, "list");
+    assert_int_equal(l->n, 3);
+    assert_true(wsg_certs_json_num(l->kid[1], 0) == -25);
+    assert_string_equal(wsg_certs_json_str(l->kid[2]), "x");
+    assert_string_equal(wsg_certs_json_str(wsg_certs_json_get(j, "s")), "a\"b\\c\n\xc3\xa9\xf0\x9d\x84\x9e");
+    assert_int_equal(wsg_certs_json_get(wsg_certs_json_get(j, "o"), "k")->n, 0);
+    assert_null(wsg_certs_json_get(j, "missing"));
+    assert_null(wsg_certs_json_str(wsg_certs_json_get(j, "generation")));
+    wsg_certs_json_free(j);
+    const char *bad[] = {"", "{", "[1,]", "{\"a\" 1}", "\"open", "tru", "{} x", "[\"\\q\"]", "01x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_null(wsg_certs_json_parse(bad[i], strlen(bad[i])));
+    char deep[200];
+    memset(deep, '[', sizeof(deep));
+    assert_null(wsg_certs_json_parse(deep, sizeof(deep)));
+}
+
+static void test_rotate_status_usage(void **state)
+{
+    (void)state;
+    struct capture c;
+    char *no_gw[] = {"rotate", "--connect",  "h:1", "--name", "a", "--dest-cert",
+                     "d.c",    "--dest-key", "d.k", "c",      "k", NULL};
+    char *no_conn[] = {"rotate", "--gateway",  "h:1", "--name", "a", "--dest-cert",
+                       "d.c",    "--dest-key", "d.k", "c",      "k", NULL};
+    char *no_name[] = {"rotate", "--gateway",  "h:1", "--connect", "h:2", "--dest-cert",
+                       "d.c",    "--dest-key", "d.k", "c",         "k",   NULL};
+    char *no_dest[] = {"rotate", "--gateway", "h:1", "--connect", "h:2", "--name", "a", "c", "k", NULL};
+    char *same[] = {"rotate",      "--gateway", "h:1",        "--connect", "h:2", "--name", "a",
+                    "--dest-cert", "d",         "--dest-key", "d",         "c",   "k",      NULL};
+    char *one_pos[] = {"rotate",      "--gateway", "h:1",        "--connect", "h:2", "--name", "a",
+                       "--dest-cert", "d.c",       "--dest-key", "d.k",       "c",   NULL};
+    char *unix_conn[] = {"rotate",      "--gateway", "h:1",        "--connect", "unix:/x", "--name", "a",
+                         "--dest-cert", "d.c",       "--dest-key", "d.k",       "c",       "k",      NULL};
+    char *bad_timeout[] = {"rotate", "--timeout", "0", NULL};
+    char *unknown[] = {"rotate", "--frob", NULL};
+    char **rotates[] = {no_gw, no_conn, no_name, no_dest, same, one_pos, unix_conn, bad_timeout, unknown};
+    for (size_t i = 0; i < sizeof(rotates) / sizeof(rotates[0]); i++) {
+        assert_int_equal(run_main(wsg_certs_rotate_main, rotates[i], &c), WSG_CERTS_USAGE);
+        assert_non_null(strstr(c.err, "usage: wsgate-certs rotate "));
+        cap_free(&c);
+    }
+    char *s_none[] = {"status", NULL};
+    char *s_extra[] = {"status", "--gateway", "h:1", "x", NULL};
+    char **statuses[] = {s_none, s_extra};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        assert_int_equal(run_main(wsg_certs_status_main, statuses[i], &c), WSG_CERTS_USAGE);
+        assert_non_null(strstr(c.err, "usage: wsgate-certs status "));
+        cap_free(&c);
+    }
+    char *help[] = {"rotate", "--help", NULL};
+    assert_int_equal(run_main(wsg_certs_rotate_main, help, &c), WSG_CERTS_OK);
+    assert_non_null(strstr(c.out, "--dest-cert PATH"));
+    cap_free(&c);
+}
+
+static int file_equals(const char *a, const char *b)
+{
+    struct blob x, y;
+    char err[WSG_ERRLEN];
+    assert_int_equal(read_blob(a, &x, err), 0);
+    assert_int_equal(read_blob(b, &y, err), 0);
+    int eq = x.present && y.present && x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+    blob_free(&x);
+    blob_free(&y);
+    return eq;
+}
+
+/* Refusals happen before anything is written; an unreachable gateway rolls the files back. */
+static void test_rotate_offline(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"rot.test"};
+    char cur_crt[256], cur_key[256], sock[256];
+    gen_or_fail(names, 1, NULL, NULL, NULL, 30, at("old.crt"), at("old.key"));
+    gen_or_fail(names, 1, NULL, NULL, NULL, 30, at("new.crt"), at("new.key"));
+    snprintf(cur_crt, sizeof(cur_crt), "%s", at("cur.crt"));
+    snprintf(cur_key, sizeof(cur_key), "%s", at("cur.key"));
+    snprintf(sock, sizeof(sock), "unix:%s", at("nobody.sock"));
+    struct blob b;
+    char err[WSG_ERRLEN];
+    assert_int_equal(read_blob(at("old.crt"), &b, err), 0);
+    assert_int_equal(wsg_certs_write_atomic(cur_crt, b.data, b.len, 0644, err), 0);
+    blob_free(&b);
+    assert_int_equal(read_blob(at("old.key"), &b, err), 0);
+    assert_int_equal(wsg_certs_write_atomic(cur_key, b.data, b.len, 0600, err), 0);
+    blob_free(&b);
+
+    struct wsg_certs_rotate_opts o = {.admin = sock,
+                                      .connect = "127.0.0.1:1",
+                                      .names = names,
+                                      .nnames = 1,
+                                      .cert = at("new.crt"),
+                                      .key = at("old.key"),
+                                      .dest_cert = cur_crt,
+                                      .dest_key = cur_key,
+                                      .warn_days = 7,
+                                      .timeout_ms = 2000};
+    struct capture c;
+    cap_open(&c);
+    assert_int_equal(wsg_certs_rotate(&o, c.fout, c.ferr), WSG_CERTS_BAD);
+    cap_close(&c);
+    assert_non_null(strstr(c.err, "refused: "));
+    assert_non_null(strstr(c.err, "old.key: private key does not match "));
+    cap_free(&c);
+    assert_true(file_equals(cur_crt, at("old.crt")));
+    assert_int_equal(access(at("cur.crt.prev"), F_OK), -1); /* nothing written at all */
+
+    o.key = at("new.key");
+    cap_open(&c);
+    assert_int_equal(wsg_certs_rotate(&o, c.fout, c.ferr), WSG_CERTS_BAD);
+    cap_close(&c);
+    assert_non_null(strstr(c.err, "reload: unix:"));
+    assert_non_null(strstr(c.err, "cannot connect"));
+    assert_non_null(strstr(c.err, "rolled back: the previous pair is installed again"));
+    cap_free(&c);
+    assert_true(file_equals(cur_crt, at("old.crt")));
+    assert_true(file_equals(cur_key, at("old.key")));
+    assert_true(file_equals(at("cur.crt.prev"), at("old.crt")));
+    assert_true(file_equals(at("cur.key.prev"), at("old.key")));
+    struct stat sb;
+    assert_int_equal(stat(cur_key, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(stat(at("cur.key.prev"), &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+}
+
+/* A one-shot admin endpoint on a unix socket: reads the request, answers `answer`, closes. */
+struct canned {
+    int fd;
+    const char *answer;
+    char request[1024];
+};
+
+static void *canned_serve(void *arg)
+{
+    struct canned *k = arg;
+    int c = accept(k->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    ssize_t n = recv(c, k->request, sizeof(k->request) - 1, 0);
+    k->request[n > 0 ? n : 0] = '\0';
+    (void)!write(c, k->answer, strlen(k->answer));
+    close(c);
+    return NULL;
+}
+
+static int canned_status(const char *answer, int json, unsigned warn_days, struct capture *c, char *request)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s", at("canned.sock"));
+    unlink(un.sun_path);
+    struct canned k = {.answer = answer};
+    k.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(k.fd >= 0);
+    assert_int_equal(bind(k.fd, (struct sockaddr *)&un, sizeof(un)), 0);
+    assert_int_equal(listen(k.fd, 1), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, canned_serve, &k), 0);
+    char admin[200];
+    snprintf(admin, sizeof(admin), "unix:%s", un.sun_path);
+    cap_open(c);
+    int rc = wsg_certs_status(admin, json, warn_days, 2000, c->fout, c->ferr);
+    cap_close(c);
+    pthread_join(th, NULL);
+    close(k.fd);
+    snprintf(request, 1024, "%s", k.request);
+    return rc;
+}
+
+static void test_status_table(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"generation\":4,\"live_generations\":2,\"connections\":7,\"generations\":["
+        "{\"generation\":4,\"current\":true,\"connections\":2},{\"generation\":2,\"current\":false,"
+        "\"connections\":5}],\"generations_not_listed\":0,\"certificates\":[{\"cert\":\"/etc/w/site.crt\","
+        "\"default\":true,\"names\":[\"a.test\",\"127.0.0.1\"],\"subject\":\"CN=a.test\","
+        "\"fingerprint_sha256\":\"AB:CD\",\"not_before\":\"2025-01-01T00:00:00Z\","
+        "\"not_after\":\"2025-04-01T00:00:00Z\",\"seconds_left\":864000}]}\n";
+    char answer[2048], request[1024];
+    snprintf(answer, sizeof(answer),
+             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    struct capture c;
+    assert_int_equal(canned_status(answer, 0, 5, &c, request), WSG_CERTS_OK);
+    assert_non_null(strstr(request, "GET /certs HTTP/1.1\r\n"));
+    assert_non_null(strstr(c.out, "a.test "));
+    assert_non_null(strstr(c.out, "127.0.0.1 "));
+    assert_non_null(strstr(c.out, " 10 "));
+    assert_non_null(strstr(c.out, "2025-04-01T00:00:00Z AB:CD "));
+    assert_non_null(strstr(c.out, "/etc/w/site.crt (default)"));
+    assert_non_null(strstr(c.out, "generation 4, 2 live generations, 7 connections"));
+    assert_non_null(strstr(c.out, "\n2            no       5\n"));
+    cap_free(&c);
+    /* within the warning window: 2; --json passes the body through */
+    assert_int_equal(canned_status(answer, 1, 30, &c, request), WSG_CERTS_EXPIRING);
+    assert_string_equal(c.out, body);
+    assert_non_null(strstr(c.err, "/etc/w/site.crt expires within 30 days (10 left)"));
+    cap_free(&c);
+    /* not the admin endpoint */
+    assert_int_equal(
+        canned_status("HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n", 0, 0, &c, request),
+        WSG_CERTS_BAD);
+    assert_non_null(strstr(c.err, "answered HTTP 404"));
+    cap_free(&c);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -477,6 +728,11 @@ int main(void)
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_argv_round_trip),
+        cmocka_unit_test(test_http_parse),
+        cmocka_unit_test(test_json_reader),
+        cmocka_unit_test(test_rotate_status_usage),
+        cmocka_unit_test(test_rotate_offline),
+        cmocka_unit_test(test_status_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -575,7 +575,7 @@ static void test_reload_and_generations(void **state)
     const struct wsg_tls_pair missing[] = {{a_crt, "/nonexistent/k.pem"}};
     s = (struct wsg_tls_settings){.pairs = missing, .npairs = 1};
     assert_int_equal(wsg_tls_store_reload(st, &s, err), -1);
-    assert_non_null(strstr(err, "/nonexistent/k.pem: cannot parse private key"));
+    assert_non_null(strstr(err, "/nonexistent/k.pem: cannot read: No such file or directory"));
     assert_int_equal(wsg_tls_store_generation(st), 2);
     assert_int_equal(wsg_tls_store_live_generations(st), 1);
 
@@ -591,6 +591,100 @@ static void test_reload_and_generations(void **state)
     s = (struct wsg_tls_settings){.pairs = bad, .npairs = 2};
     assert_int_equal(wsg_tls_store_new(&none, &s, err), -1);
     assert_null(none);
+    wsg_tls_store_free(st);
+}
+
+static char *describe(struct wsg_tls_store *st)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    wsg_tls_store_describe_json(st, f);
+    assert_int_equal(fclose(f), 0);
+    return buf;
+}
+
+/* GET /certs: the current generation's pairs and the live connections of every generation. */
+static void test_describe(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(0);
+    char err[WSG_ERRLEN];
+    struct link one, two, three_;
+    link_open(&one, st, "a.test", ANY_VERSION, NULL);
+    assert_int_equal(link_handshake(&one), WSG_OK);
+    link_open(&two, st, "x.b.test", ANY_VERSION, NULL);
+    assert_int_equal(link_handshake(&two), WSG_OK);
+    char *j = describe(st);
+    assert_non_null(strstr(j, "{\"generation\":1,\"live_generations\":1,\"connections\":2,"));
+    assert_non_null(strstr(j, "\"generations\":[{\"generation\":1,\"current\":true,\"connections\":2}]"));
+    char want[512];
+    /* (gen writes the subjectAltName entries in reverse order) */
+    snprintf(want, sizeof(want),
+             "{\"cert\":\"%s\",\"default\":true,\"names\":[\"localhost\",\"default.test\"],", d_crt);
+    assert_non_null(strstr(j, want));
+    snprintf(want, sizeof(want), "{\"cert\":\"%s\",\"default\":false,\"names\":[\"*.b.test\"],", b_crt);
+    assert_non_null(strstr(j, want));
+    free(j);
+
+    /* a reload: the old connections stay counted on generation 1 */
+    const struct wsg_tls_pair swapped[] = {{a_crt, a_key}};
+    struct wsg_tls_settings s = {.pairs = swapped, .npairs = 1};
+    assert_int_equal(wsg_tls_store_reload(st, &s, err), 0);
+    link_open(&three_, st, "a.test", ANY_VERSION, NULL);
+    assert_int_equal(link_handshake(&three_), WSG_OK);
+    j = describe(st);
+    assert_non_null(strstr(j, "{\"generation\":2,\"live_generations\":2,\"connections\":3,"));
+    assert_non_null(strstr(j, "[{\"generation\":2,\"current\":true,\"connections\":1},"
+                              "{\"generation\":1,\"current\":false,\"connections\":2}]"));
+    /* the fingerprint, subject and dates are the ones wsgate-certs check reports */
+    struct wsg_tls_check_report r;
+    assert_int_equal(wsg_tls_check_pair(&swapped[0], NULL, &r), 0);
+    snprintf(want, sizeof(want), "\"names\":[\"a.test\"],\"subject\":\"%s\",\"fingerprint_sha256\":\"%s\"",
+             r.subject, r.sha256);
+    assert_non_null(strstr(j, want));
+    long long left = 0;
+    const char *sl = strstr(j, "\"seconds_left\":");
+    assert_non_null(sl);
+    left = strtoll(sl + 15, NULL, 10);
+    assert_true(left > 29LL * 86400 && left <= 30LL * 86400);
+    assert_null(strstr(j, d_crt)); /* only the current generation's pairs */
+    wsg_tls_check_report_free(&r);
+    free(j);
+
+    /* the last connection of generation 1 frees it */
+    link_close(&one);
+    link_close(&two);
+    j = describe(st);
+    assert_non_null(strstr(j, "\"generations\":[{\"generation\":2,\"current\":true,\"connections\":1}]"));
+    assert_int_equal(wsg_tls_store_live_generations(st), 1);
+    free(j);
+    link_close(&three_);
+    j = describe(st);
+    assert_non_null(strstr(j, "\"connections\":0,"));
+    free(j);
+    wsg_tls_store_free(st);
+}
+
+/* The store and wsgate-certs check load through the same code: the same sentence for the same files. */
+static void test_store_and_check_agree(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(0);
+    char err[WSG_ERRLEN];
+    const struct wsg_tls_pair cases[] = {
+        {a_crt, b_key}, {x_crt, x_key}, {a_crt, "/nonexistent/k.pem"}, {"/nonexistent/c.pem", a_key}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct wsg_tls_settings s = {.pairs = &cases[i], .npairs = 1};
+        struct wsg_tls_check_report r;
+        assert_int_equal(wsg_tls_store_reload(st, &s, err), -1);
+        assert_int_equal(wsg_tls_check_pair(&cases[i], NULL, &r), -1);
+        assert_true(r.nproblems >= 1);
+        assert_string_equal(err, r.problems[0]);
+        wsg_tls_check_report_free(&r);
+    }
+    assert_int_equal(wsg_tls_store_generation(st), 1);
     wsg_tls_store_free(st);
 }
 
@@ -629,9 +723,11 @@ static void test_reload_concurrent(void **state)
     }
     char err[WSG_ERRLEN];
     struct wsg_tls_settings s = {.pairs = three, .npairs = 3, .ticket_lifetime = 600};
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 10; i++) {
         if (wsg_tls_store_reload(st, &s, err) != 0)
             fail_msg("reload: %s", err);
+        free(describe(st)); /* walks the generations while connections come and go */
+    }
     for (int i = 0; i < 4; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(c[i].failures, 0);
@@ -756,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_tls13_data),        cmocka_unit_test(test_small_buffers),
         cmocka_unit_test(test_tls12_suite),       cmocka_unit_test(test_sni),
         cmocka_unit_test(test_tickets),           cmocka_unit_test(test_reload_and_generations),
+        cmocka_unit_test(test_describe),          cmocka_unit_test(test_store_and_check_agree),
         cmocka_unit_test(test_reload_concurrent), cmocka_unit_test(test_selfsigned),
         cmocka_unit_test(test_bad_client_hello),  cmocka_unit_test(test_rng),
     };

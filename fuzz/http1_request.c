@@ -34,7 +34,7 @@ static void check_status(int status)
 static void check_rewrite(const struct wsg_http_req *req, uint8_t opt)
 {
     static const char *const ips[4] = {"192.0.2.7", "2001:db8::1", "127.0.0.1", "::ffff:10.0.0.1"};
-    struct wsg_http_fwd fwd = {ips[opt & 3], (opt & 4) ? "http" : "https", 0};
+    struct wsg_http_fwd fwd = {.client_ip = ips[opt & 3], .proto = (opt & 4) ? "http" : "https"};
     uint32_t caps[4] = {64, 512, 4096, 262144};
     struct wsg_buf out;
     memset(&out, 0, sizeof(out));

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <linux/sockios.h>
 #include <math.h>
 #include <sys/ioctl.h>
@@ -993,6 +994,38 @@ static int handle_request(struct wsg_conn *c)
         }
     }
     struct wsg_http_fwd fwd = {.client_ip = c->peer_ip, .proto = "https"};
+    char protos[512];
+    if (req.upgrade_ws && c->pol->nsubprotocols) {
+        /* Forward only the offered subprotocols the route allows, in the client's order. */
+        size_t plen = 0;
+        for (size_t i = 0; i < req.num_headers; i++) {
+            const struct wsg_http_header *h = &req.headers[i];
+            if (h->name_len != 22 || strncasecmp(h->name, "Sec-WebSocket-Protocol", 22) != 0)
+                continue;
+            for (size_t a = 0; a < h->value_len;) {
+                size_t b = a;
+                while (b < h->value_len && h->value[b] != ',')
+                    b++;
+                size_t s0 = a, e0 = b;
+                while (s0 < e0 && (h->value[s0] == ' ' || h->value[s0] == '\t'))
+                    s0++;
+                while (e0 > s0 && (h->value[e0 - 1] == ' ' || h->value[e0 - 1] == '\t'))
+                    e0--;
+                if (e0 > s0 && wsg_match_subprotocol_one(c->pol, h->value + s0, e0 - s0) &&
+                    plen + (e0 - s0) + 2 < sizeof(protos)) {
+                    if (plen > 0) {
+                        memcpy(protos + plen, ", ", 2);
+                        plen += 2;
+                    }
+                    memcpy(protos + plen, h->value + s0, e0 - s0);
+                    plen += e0 - s0;
+                }
+                a = b + 1;
+            }
+        }
+        fwd.ws_protocols = protos;
+        fwd.ws_protocols_len = plen;
+    }
     if (wsg_http_write_request(&req, &fwd, &c->up.out) != 0) {
         respond_error(c, WSG_R_HEADERS_TOO_BIG, "rewritten head larger than buffer_size");
         return 1;

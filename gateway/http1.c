@@ -936,8 +936,13 @@ int wsg_http_write_request(const struct wsg_http_req *req, const struct wsg_http
             emit_ws_extensions(&o, &h[i]);
             continue;
         }
+        if (name_is(&h[i], "sec-websocket-protocol") && req->upgrade_ws && fwd != NULL &&
+            fwd->ws_protocols != NULL)
+            continue; /* replaced by the filtered offer below */
         emit_header(&o, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
     }
+    if (req->upgrade_ws && fwd != NULL && fwd->ws_protocols != NULL && fwd->ws_protocols_len > 0)
+        emit_header(&o, "Sec-WebSocket-Protocol", 22, fwd->ws_protocols, fwd->ws_protocols_len);
     if (req->upgrade_ws)
         emits(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     else

@@ -100,6 +100,11 @@ struct wsg_http_fwd {
     const char *client_ip; /* textual address of the client */
     const char *proto;     /* "https" */
     int ws_key_replace;    /* unused (reserved) */
+    /* When ws_protocols is not NULL (an upgrade on a route with a subprotocol allowlist), every
+     * Sec-WebSocket-Protocol line is replaced by this one value (dropped when it is empty), so
+     * the upstream can only choose a subprotocol the route allows. */
+    const char *ws_protocols;
+    size_t ws_protocols_len;
 };
 
 /**

@@ -899,7 +899,7 @@ static void golden_request(const char *in, const char *ip, const char *want)
     struct wsg_http_req req;
     const char *why = NULL;
     int status = 0;
-    struct wsg_http_fwd fwd = {ip, "https", 0};
+    struct wsg_http_fwd fwd = {.client_ip = ip, .proto = "https"};
     int rc = wsg_http_parse_request(in, strlen(in), &lim_default, &req, &why, &status);
     if (rc != (int)strlen(in))
         fail_msg("parse: %d %s", rc, why ? why : "-");
@@ -1093,6 +1093,45 @@ static void test_reason_phrases(void **state)
     assert_non_null(wsg_http_reason_phrase(0));
 }
 
+/* A route's subprotocol allowlist: the offer forwarded is the filtered one, on one line, and a
+ * filtered-out offer drops the header entirely. */
+static void test_write_filtered_subprotocols(void **state)
+{
+    (void)state;
+    static const char in[] =
+        "GET /chat HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: foo, chat.v1\r\nSec-WebSocket-Protocol: bar\r\n\r\n";
+    struct wsg_http_req req;
+    const char *why = NULL;
+    int status = 0;
+    assert_int_equal(wsg_http_parse_request(in, sizeof(in) - 1, NULL, &req, &why, &status),
+                     (int)sizeof(in) - 1);
+    for (int keep = 0; keep < 2; keep++) {
+        struct wsg_buf out;
+        wsg_buf_setup(&out, 4096);
+        struct wsg_http_fwd fwd = {.client_ip = "192.0.2.1",
+                                   .proto = "https",
+                                   .ws_protocols = "chat.v1",
+                                   .ws_protocols_len = keep ? 7 : 0};
+        assert_int_equal(wsg_http_write_request(&req, &fwd, &out), 0);
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(&out, &len);
+        char *head = strndup((const char *)p, len);
+        assert_null(strstr(head, "foo"));
+        assert_null(strstr(head, "bar"));
+        const char *line = strstr(head, "Sec-WebSocket-Protocol: chat.v1\r\n");
+        if (keep) {
+            assert_non_null(line);
+            assert_null(strstr(line + 1, "Sec-WebSocket-Protocol"));
+        } else {
+            assert_null(strstr(head, "Sec-WebSocket-Protocol"));
+        }
+        free(head);
+        wsg_buf_free(&out);
+    }
+}
+
 static void test_find(void **state)
 {
     (void)state;
@@ -1151,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_reason_phrases),
         cmocka_unit_test(test_find),
+        cmocka_unit_test(test_write_filtered_subprotocols),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

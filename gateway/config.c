@@ -211,6 +211,15 @@ static const struct setting settings[] = {
      "where JSON access-log lines go: stderr, off or a file path"},
     {"log_level", T_STRING, 0, 0, "notice", FIELD(log_level), "error warn notice info debug",
      "least severe message logged"},
+    {"user", T_STRING, 0, 0, NULL, FIELD(user), NULL,
+     "after binding and loading keys as root, switch to this user (and its group unless `group` is "
+     "set); empty = stay"},
+    {"group", T_STRING, 0, 0, NULL, FIELD(group), NULL, "group to switch to with `user`"},
+    {"key_permissions", T_STRING, 0, 0, "strict", FIELD(key_permissions), "strict any",
+     "strict: refuse to start (or reload) when a private key file is readable by group or others"},
+    {"session_log_interval", T_DURATION, 0, 86400, "0", FIELD(session_log_interval), NULL,
+     "a WebSocket session open longer than this gets an access-log progress line every interval "
+     "(0 = only the final line)"},
     {"admin", T_STRING, 0, 0, "off", FIELD(admin), NULL,
      "admin endpoint (/metrics, /healthz, /readyz, /certs, POST /reload, POST /drain): a loopback "
      "HOST:PORT, unix:PATH, or off"},

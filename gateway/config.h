@@ -56,35 +56,39 @@ struct wsg_cfg {
     struct wsg_cfg_upstream upstream[WSG_CFG_MAX_UPSTREAMS];
     unsigned nupstream;
     /* scalars */
-    unsigned workers;         /* 0 = number of CPUs */
-    unsigned hash_prefix;     /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
-    unsigned max_fails;       /* passive health */
-    double fail_timeout;      /* seconds */
-    double handshake_timeout; /* TLS handshake */
-    double header_timeout;    /* whole request head (slowloris) */
-    double keepalive_timeout; /* idle client between requests */
-    double connect_timeout;   /* upstream connect */
-    double upstream_timeout;  /* waiting for upstream bytes during an HTTP exchange */
-    double ws_idle_timeout;   /* WebSocket with no frame either way */
-    double drain_timeout;     /* SIGTERM: exit at most this long after */
-    double drain_spread;      /* SIGTERM: WebSocket closes spread over this window */
-    unsigned max_connections; /* per process, 0 = no limit */
+    unsigned workers;                /* 0 = number of CPUs */
+    unsigned hash_prefix;            /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
+    unsigned max_fails;              /* passive health */
+    double fail_timeout;             /* seconds */
+    double handshake_timeout;        /* TLS handshake */
+    double header_timeout;           /* whole request head (slowloris) */
+    double keepalive_timeout;        /* idle client between requests */
+    double connect_timeout;          /* upstream connect */
+    double upstream_timeout;         /* waiting for upstream bytes during an HTTP exchange */
+    double ws_idle_timeout;          /* WebSocket with no frame either way */
+    double drain_timeout;            /* SIGTERM: exit at most this long after */
+    double drain_spread;             /* SIGTERM: WebSocket closes spread over this window */
+    unsigned max_connections;        /* per process, 0 = no limit */
     unsigned max_connections_per_ip; /* all workers, 0 = no limit */
     /* Transitional (conn.c's ws_start still reads them; to go once it reads the policy): set
      * only by the plain max_frame/max_message settings at top level, default 16m. */
-    uint64_t max_frame;       /* WebSocket frame payload; 1009 above */
-    uint64_t max_message;     /* WebSocket message payload over fragments; 1009 above */
-    uint64_t max_body;        /* request body; 413 above; 0 = unlimited */
-    uint32_t buffer_size;     /* capacity of each of the 5 per-connection buffers */
-    uint32_t max_header_size; /* request head; 431 above */
-    uint32_t max_uri;         /* request-target; 414 above */
-    unsigned max_headers;     /* header count; 431 above */
-    unsigned ticket_lifetime; /* seconds, 0 = no session tickets */
-    char access_log[512];     /* "stderr", "off" or a path */
-    char log_level[16];       /* error warn notice info debug */
-    char admin[128];          /* "off", loopback "host:port" or "unix:/path" */
-    uint32_t ip_table_size;   /* per-IP table entries (LRU beyond) */
-    uint32_t ip_table_shards; /* power of two */
+    uint64_t max_frame;          /* WebSocket frame payload; 1009 above */
+    uint64_t max_message;        /* WebSocket message payload over fragments; 1009 above */
+    uint64_t max_body;           /* request body; 413 above; 0 = unlimited */
+    uint32_t buffer_size;        /* capacity of each of the 5 per-connection buffers */
+    uint32_t max_header_size;    /* request head; 431 above */
+    uint32_t max_uri;            /* request-target; 414 above */
+    unsigned max_headers;        /* header count; 431 above */
+    unsigned ticket_lifetime;    /* seconds, 0 = no session tickets */
+    char access_log[512];        /* "stderr", "off" or a path */
+    char log_level[16];          /* error warn notice info debug */
+    char admin[128];             /* "off", loopback "host:port" or "unix:/path" */
+    char user[64];               /* drop privileges to this user after binding ("" = stay) */
+    char group[64];              /* and this group ("" = the user's) */
+    char key_permissions[8];     /* "strict" or "any" */
+    double session_log_interval; /* WebSocket progress lines (0 = off) */
+    uint32_t ip_table_size;      /* per-IP table entries (LRU beyond) */
+    uint32_t ip_table_shards;    /* power of two */
     /* The global policy: settings at top level or on the command line. It is the default route's
      * policy and the base every route starts from. */
     struct wsg_policy policy;

@@ -724,6 +724,7 @@ static int ws_start(struct wsg_conn *c)
     }
     set_state(c, WSG_ST_WS);
     wsg_m_add(&metrics(c)->c[WSG_M_WS_UPGRADES], 1);
+    wsg_m_add(&metrics(c)->status[1], 1); /* the 101 sent to the client */
     set_deadline(c, cfg->ws_idle_timeout);
     ws_arm_timer(c);
     if (c->flags & WSG_CF_DRAINING) /* upgraded while the gateway drains */

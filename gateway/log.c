@@ -41,6 +41,20 @@ int wsg_log_open_access(const char *where)
     return 0;
 }
 
+int wsg_log_reopen_access(const char *where)
+{
+    if (strcmp(where, "stderr") == 0 || strcmp(where, "off") == 0 || access_fd <= 2)
+        return 0;
+    int fd = open(where, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    /* dup2 replaces the descriptor atomically: workers writing at this moment never see a
+     * closed fd. */
+    int r = dup2(fd, access_fd);
+    close(fd);
+    return r < 0 ? -1 : 0;
+}
+
 static void write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {

@@ -17,6 +17,8 @@ extern int wsg_log_max; /* lines above this level are dropped */
 int wsg_log_level_parse(const char *s);
 /* Opens the access log: "stderr", "off" or a path (appended). Returns 0 or -1 (errno set). */
 int wsg_log_open_access(const char *where);
+/* Reopens the access-log file in place (logrotate's SIGUSR1). Returns 0 or -1 (errno set). */
+int wsg_log_reopen_access(const char *where);
 
 void wsg_log(enum wsg_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes one access-log line (a complete JSON object without the newline). */

@@ -9,6 +9,10 @@
  * close WebSockets with 1001, exit within drain_timeout); a second SIGTERM exits at once.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <ev.h>
 #include <pthread.h>
 #include <signal.h>
@@ -44,6 +48,27 @@ static struct {
 
 static const char *const gen_names[] = {"localhost", "127.0.0.1", "::1"};
 
+/* A private key readable by group or others is refused (key_permissions strict): whoever can
+ * read it can impersonate the site. */
+static int check_key_permissions(const struct wsg_cfg *cfg, char err[WSG_ERRLEN])
+{
+    if (strcmp(cfg->key_permissions, "any") == 0)
+        return 0;
+    for (unsigned i = 0; i < cfg->nkey; i++) {
+        struct stat st;
+        if (stat(cfg->key[i], &st) != 0)
+            continue; /* the TLS loader names the unreadable file */
+        if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+            snprintf(err, WSG_ERRLEN,
+                     "%.120s: private key is accessible by group or others (mode %04o): chmod 600 it, "
+                     "or set key_permissions any",
+                     cfg->key[i], (unsigned)(st.st_mode & 07777));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int load_config(struct wsg_cfg *cfg, char err[WSG_ERRLEN])
 {
     wsg_cfg_defaults(cfg);
@@ -51,7 +76,47 @@ static int load_config(struct wsg_cfg *cfg, char err[WSG_ERRLEN])
         return -1;
     if (wsg_cfg_load_args(cfg, g.argc, g.argv, err) != 0)
         return -1;
-    return wsg_cfg_finish(cfg, err);
+    if (wsg_cfg_finish(cfg, err) != 0)
+        return -1;
+    return check_key_permissions(cfg, err);
+}
+
+/* Root binds 443 and reads the keys, then becomes `user`: the process that parses hostile
+ * bytes holds no privilege. Reloads then read certificates as that user. */
+static int drop_privileges(const struct wsg_cfg *cfg, char err[WSG_ERRLEN])
+{
+    if (cfg->user[0] == '\0')
+        return 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (pw == NULL) {
+        snprintf(err, WSG_ERRLEN, "user: no such user \"%s\"", cfg->user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (cfg->group[0]) {
+        struct group *gr = getgrnam(cfg->group);
+        if (gr == NULL) {
+            snprintf(err, WSG_ERRLEN, "group: no such group \"%s\"", cfg->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (geteuid() != 0) {
+        if (getuid() == pw->pw_uid)
+            return 0;
+        snprintf(err, WSG_ERRLEN, "user: switching to %s needs root", cfg->user);
+        return -1;
+    }
+    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0) {
+        snprintf(err, WSG_ERRLEN, "user: cannot switch to %s: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) { /* must be impossible now */
+        snprintf(err, WSG_ERRLEN, "user: privileges could be regained after switching to %s", cfg->user);
+        return -1;
+    }
+    wsg_log(WSG_LOG_NOTICE, "running as %s (uid %u, gid %u)", cfg->user, (unsigned)pw->pw_uid, (unsigned)gid);
+    return 0;
 }
 
 static struct wsg_upstreams *build_upstreams(const struct wsg_cfg *cfg, const struct wsg_cfg_upstream *list,
@@ -199,6 +264,18 @@ static void on_reload(EV_P_ ev_signal *w, int revents)
     }
 }
 
+/* SIGUSR1 (logrotate): reopen the access log file. */
+static void on_reopen(EV_P_ ev_signal *w, int revents)
+{
+    WSG_UNUSED(loop);
+    WSG_UNUSED(w);
+    WSG_UNUSED(revents);
+    if (wsg_log_reopen_access(g.sh.rt->cfg->access_log) != 0)
+        wsg_log(WSG_LOG_ERROR, "access_log %s: cannot reopen: %s", g.sh.rt->cfg->access_log, strerror(errno));
+    else
+        wsg_log(WSG_LOG_NOTICE, "access log reopened");
+}
+
 static void on_drain_watch(EV_P_ ev_timer *t, int revents)
 {
     WSG_UNUSED(t);
@@ -285,7 +362,7 @@ static void admin_metrics(FILE *f)
         const struct wsg_upstreams *u = rt->ups[r];
         for (size_t i = 0; i < u->npeers; i++)
             fprintf(f, "wsgate_upstream_up{route=\"%s\",upstream=\"%s\"} %d\n",
-                    r == 0 ? "" : rt->cfg->routes[r - 1].name, u->peers[i].name,
+                    r == 0 ? "default" : rt->cfg->routes[r - 1].name, u->peers[i].name,
                     u->peers[i].down_until <= now ? 1 : 0);
     }
 }
@@ -362,6 +439,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: access_log %s: %s\n", cfg->access_log, strerror(errno));
         return 1;
     }
+    /* No core dumps: a core of this process would hold the private keys and session secrets. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (cfg->ncert == 0)
         wsg_log(WSG_LOG_WARN,
                 "no cert configured: serving a generated self-signed certificate for localhost, "
@@ -385,12 +464,18 @@ int main(int argc, char **argv)
         }
     }
 
+    if (drop_privileges(cfg, err) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
+
     /* Workers never see the signals we handle: block them before the threads start. */
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     for (unsigned i = 0; i < g.nworkers; i++) {
         if (pthread_create(&g.workers[i].thread, NULL, wsg_worker_main, &g.workers[i]) != 0) {
@@ -407,7 +492,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
     }
-    ev_signal sig_hup, sig_term, sig_int;
+    ev_signal sig_hup, sig_term, sig_int, sig_usr1;
+    ev_signal_init(&sig_usr1, on_reopen, SIGUSR1);
+    ev_signal_start(loop, &sig_usr1);
     ev_signal_init(&sig_hup, on_reload, SIGHUP);
     ev_signal_init(&sig_term, on_term, SIGTERM);
     ev_signal_init(&sig_int, on_term, SIGINT);

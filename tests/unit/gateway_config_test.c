@@ -639,7 +639,11 @@ static void test_help_and_markdown(void **state)
                                   "admin",
                                   "drain_spread",
                                   "max_connections",
-                                  "max_connections_per_ip"};
+                                  "max_connections_per_ip",
+                                  "user",
+                                  "group",
+                                  "key_permissions",
+                                  "session_log_interval"};
     char *help = capture(wsg_cfg_help);
     char *md = capture(wsg_cfg_markdown);
     assert_non_null(strstr(help, "wsgate [-t] [-c FILE] [--NAME VALUE]..."));

@@ -129,6 +129,7 @@ struct wsg_conn {
     uint64_t cli_bytes_seen, pongs_seen;
     int retry_after;              /* seconds, for a 429/503 answer */
     double drain_at;              /* draining: when this WebSocket gets its 1001 */
+    double next_progress;         /* next "ws_progress" access-log line (0: none) */
     struct wsg_ip_key conn_ipkey; /* max_connections_per_ip accounting */
     unsigned conn_ip_counted : 1;
     unsigned nreq;
@@ -312,6 +313,9 @@ static void log_http(struct wsg_conn *c)
         wsg_access(j, n);
 }
 
+static void log_ws_line(struct wsg_conn *c, const char *type);
+
+/* The session's final access-log line, and its totals into the metrics. */
 static void log_ws(struct wsg_conn *c)
 {
     const struct wsg_ws_stats *a = wsg_ws_relay_stats(c->c2u), *b = wsg_ws_relay_stats(c->u2c);
@@ -326,8 +330,15 @@ static void log_ws(struct wsg_conn *c)
     wsg_m_close(m, 1, b->close_code);
     wsg_m_close(m, 2, c->gw_close_cli);
     wsg_m_close(m, 3, c->gw_close_up);
+    log_ws_line(c, "ws");
+}
+
+/* One access-log line for a WebSocket: "ws" when it ends, "ws_progress" while it lasts. */
+static void log_ws_line(struct wsg_conn *c, const char *type)
+{
+    const struct wsg_ws_stats *a = wsg_ws_relay_stats(c->c2u), *b = wsg_ws_relay_stats(c->u2c);
     char j[3072];
-    size_t n = log_start(c, j, sizeof(j), "ws");
+    size_t n = log_start(c, j, sizeof(j), type);
     const char *sni = wsg_tls_sni(c->tls);
     if (sni)
         n = wsg_json_str(j, n, sizeof(j), sni, strlen(sni));
@@ -550,6 +561,7 @@ static void ws_arm_timer(struct wsg_conn *c)
         earliest(&next, now + (p->slow_consumer_grace > 2 ? 1.0 : p->slow_consumer_grace / 2 + 0.05));
     earliest(&next, c->throttle_until);
     earliest(&next, c->drain_at);
+    earliest(&next, c->next_progress);
     ev_timer_stop(c->w->loop, &c->ws_timer);
     if (next > 0) {
         ev_timer_set(&c->ws_timer, next > now ? next - now : 0.001, 0.);
@@ -658,6 +670,10 @@ static void on_ws_timer(EV_P_ ev_timer *t, int revents)
         c->throttle_until = 0;                          /* the pump below asks admit again */
         c->deadline = now + cfg_of(c)->ws_idle_timeout; /* being held is not being idle */
     }
+    if (c->next_progress && now >= c->next_progress) {
+        log_ws_line(c, "ws_progress");
+        c->next_progress = now + cfg_of(c)->session_log_interval;
+    }
     if (c->drain_at && now >= c->drain_at) {
         ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
     } else if (c->pong_due && now >= c->pong_due) {
@@ -716,6 +732,8 @@ static int ws_start(struct wsg_conn *c)
     wsg_bucket_init(&c->b_msgs, &p->conn_msgs, now);
     wsg_bucket_init(&c->b_bytes, &p->conn_bytes, now);
     c->last_cli_activity = now;
+    if (cfg->session_log_interval > 0)
+        c->next_progress = now + cfg->session_log_interval;
     if (p->max_lifetime > 0) {
         uint32_t r = 0;
         if (p->lifetime_jitter > 0 && wsg_rng_fill(c->w->rng, (uint8_t *)&r, sizeof(r)) != 0)

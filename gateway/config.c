@@ -220,6 +220,9 @@ static const struct setting settings[] = {
     {"session_log_interval", T_DURATION, 0, 86400, "0", FIELD(session_log_interval), NULL,
      "a WebSocket session open longer than this gets an access-log progress line every interval "
      "(0 = only the final line)"},
+    {"watch_certs", T_STRING, 0, 0, "off", FIELD(watch_certs), "on off",
+     "on: reload by itself when a cert or key file changes (inotify through libev's ev_stat, "
+     "debounced 1 s), as if sent SIGHUP"},
     {"admin", T_STRING, 0, 0, "off", FIELD(admin), NULL,
      "admin endpoint (/metrics, /healthz, /readyz, /certs, POST /reload, POST /drain): a loopback "
      "HOST:PORT, unix:PATH, or off"},

@@ -86,6 +86,7 @@ struct wsg_cfg {
     char user[64];               /* drop privileges to this user after binding ("" = stay) */
     char group[64];              /* and this group ("" = the user's) */
     char key_permissions[8];     /* "strict" or "any" */
+    char watch_certs[4];         /* "on": reload when a cert/key file changes */
     double session_log_interval; /* WebSocket progress lines (0 = off) */
     uint32_t ip_table_size;      /* per-IP table entries (LRU beyond) */
     uint32_t ip_table_shards;    /* power of two */

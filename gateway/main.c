@@ -264,6 +264,48 @@ static void on_reload(EV_P_ ev_signal *w, int revents)
     }
 }
 
+/* ---- watch_certs: reload when a certificate or key file changes ---- */
+
+static struct {
+    ev_stat st[2 * WSG_CFG_MAX_CERTS];
+    unsigned n;
+    ev_timer debounce;
+} W;
+
+static void on_watch_debounce(EV_P_ ev_timer *t, int revents)
+{
+    WSG_UNUSED(loop);
+    WSG_UNUSED(t);
+    WSG_UNUSED(revents);
+    char err[WSG_ERRLEN];
+    wsg_log(WSG_LOG_NOTICE, "a certificate or key file changed: reloading");
+    if (do_reload(err) != 0) {
+        g.reloads_failed++;
+        wsg_log(WSG_LOG_ERROR, "reload refused, the running configuration stays: %s", err);
+    }
+}
+
+static void on_watch(EV_P_ ev_stat *w, int revents)
+{
+    WSG_UNUSED(w);
+    WSG_UNUSED(revents);
+    /* A rotation writes two files, often in several steps: reload once, after it settled. */
+    ev_timer_stop(loop, &W.debounce);
+    ev_timer_set(&W.debounce, 1.0, 0.);
+    ev_timer_start(loop, &W.debounce);
+}
+
+static void watch_start(struct ev_loop *loop, const struct wsg_cfg *cfg)
+{
+    ev_init(&W.debounce, on_watch_debounce);
+    for (unsigned i = 0; i < cfg->ncert && W.n + 2 <= sizeof(W.st) / sizeof(W.st[0]); i++) {
+        ev_stat_init(&W.st[W.n], on_watch, cfg->cert[i], 0.);
+        ev_stat_start(loop, &W.st[W.n++]);
+        ev_stat_init(&W.st[W.n], on_watch, cfg->key[i], 0.);
+        ev_stat_start(loop, &W.st[W.n++]);
+    }
+}
+
 /* SIGUSR1 (logrotate): reopen the access log file. */
 static void on_reopen(EV_P_ ev_signal *w, int revents)
 {
@@ -492,6 +534,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
     }
+    if (strcmp(cfg->watch_certs, "on") == 0)
+        watch_start(loop, cfg);
     ev_signal sig_hup, sig_term, sig_int, sig_usr1;
     ev_signal_init(&sig_usr1, on_reopen, SIGUSR1);
     ev_signal_start(loop, &sig_usr1);

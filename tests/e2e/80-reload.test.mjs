@@ -76,3 +76,28 @@ test('a config error on reload names file, line and key; nothing changes', T, as
   assert.equal(await subjectCN(gw.port), 'reload-b.test');
   fs.writeFileSync(conf, good);
 });
+
+test('watch_certs on: replacing the files reloads by itself, once, without a signal', T, async () => {
+  const wdir = fs.mkdtempSync(path.join(tmpDir(), 'watch-'));
+  const a = makeCert('watch-a.test', ['watch.test']);
+  const b = makeCert('watch-b.test', ['watch.test']);
+  fs.copyFileSync(a.cert, path.join(wdir, 'c.crt'));
+  fs.copyFileSync(a.key, path.join(wdir, 'c.key'));
+  const w = await startGateway(['--upstream', echo.addr, '--cert', path.join(wdir, 'c.crt'), '--key',
+    path.join(wdir, 'c.key'), '--watch_certs', 'on']);
+  const cn = async () => {
+    const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${w.port}`, '-servername', 'watch.test'],
+      { delayMs: 300 });
+    return (/subject=.*?CN\s*=\s*([^\s,/]+)/.exec(r.out) || [])[1];
+  };
+  assert.equal(await cn(), 'watch-a.test');
+  /* as a rotation does it: temp file + rename, key then certificate */
+  for (const [src, dst] of [[b.key, 'c.key'], [b.cert, 'c.crt']]) {
+    fs.copyFileSync(src, path.join(wdir, `${dst}.tmp`));
+    fs.renameSync(path.join(wdir, `${dst}.tmp`), path.join(wdir, dst));
+  }
+  await waitFor(() => /reloaded: certificate generation 2/.test(w.log()), 8000, 'the automatic reload');
+  assert.equal(await cn(), 'watch-b.test');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.ok(!/generation 3/.test(w.log()), 'two file changes caused two reloads (no debounce)');
+});

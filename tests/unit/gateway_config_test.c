@@ -643,7 +643,8 @@ static void test_help_and_markdown(void **state)
                                   "user",
                                   "group",
                                   "key_permissions",
-                                  "session_log_interval"};
+                                  "session_log_interval",
+                                  "watch_certs"};
     char *help = capture(wsg_cfg_help);
     char *md = capture(wsg_cfg_markdown);
     assert_non_null(strstr(help, "wsgate [-t] [-c FILE] [--NAME VALUE]..."));

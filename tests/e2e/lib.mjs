@@ -645,3 +645,27 @@ export function randomText(n) {
   }
   return s.join('');
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operations helpers (admin endpoint, descriptors)
+
+/** One plain HTTP/1.1 request to the admin endpoint on 127.0.0.1:port. Resolves {status, headers, body}. */
+export function adminRequest(port, p, { method = 'GET', timeout = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.setTimeout(timeout, () => req.destroy(new Error(`admin request timeout ${method} ${p}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Open descriptors of a process (Linux /proc), or -1 when it is gone. */
+export function fdCount(pid) {
+  try { return fs.readdirSync(`/proc/${pid}/fd`).length; } catch { return -1; }
+}

@@ -1286,6 +1286,25 @@ static int pump_resp_body(struct wsg_conn *c)
 
 /* ------------------------------------------------------------------ the pump */
 
+/* Why a handshake failed, from the mbedTLS code the TLS layer put at the end of its message. */
+static unsigned tls_fail_reason(const char *err)
+{
+    const char *p = err ? strstr(err, "(-0x") : NULL;
+    unsigned code = p ? (unsigned)strtoul(p + 4, NULL, 16) : 0;
+    switch (code) {
+    case 0x6E80: /* MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION: TLS 1.1 or older, SSLv3 */
+        return WSG_TLSF_VERSION;
+    case 0x7180: /* MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE: no common suite, group or signature */
+        return WSG_TLSF_NO_COMMON;
+    case 0x7200: /* MBEDTLS_ERR_SSL_INVALID_RECORD: not TLS at all (plain HTTP, a scanner) */
+        return WSG_TLSF_NOT_TLS;
+    case 0x7780: /* MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: the client gave up (untrusted cert...) */
+        return WSG_TLSF_CLIENT_ALERT;
+    default:
+        return WSG_TLSF_OTHER;
+    }
+}
+
 static int pump_tls_in(struct wsg_conn *c)
 {
     if (c->st == WSG_ST_CLOSING || c->tls == NULL)
@@ -1309,6 +1328,7 @@ static int pump_tls_in(struct wsg_conn *c)
         }
         c->reason = WSG_R_TLS_HANDSHAKE;
         wsg_m_add(&metrics(c)->c[WSG_M_TLS_FAILED], 1);
+        wsg_m_add(&metrics(c)->tls_fail[tls_fail_reason(wsg_tls_error(c->tls))], 1);
         clog(WSG_LOG_INFO, c, "TLS handshake failed: %s", wsg_tls_error(c->tls));
         set_state(c, WSG_ST_CLOSING); /* flush the alert, then close */
         c->flags |= WSG_CF_LINGER;

@@ -368,6 +368,14 @@ static int admin_draining(void)
     return g.draining;
 }
 
+static void print_expiry(void *arg, const char *name, double seconds_left)
+{
+    char esc[300];
+    size_t n = wsg_json_str(esc, 0, sizeof(esc), name, strlen(name)); /* JSON escaping suits labels too */
+    esc[n] = '\0';
+    fprintf(arg, "wsgate_certificate_expiry_seconds{name=\"%s\"} %.0f\n", esc, seconds_left);
+}
+
 static void admin_metrics(FILE *f)
 {
     const struct wsg_metrics *each[MAX_WORKERS];
@@ -407,6 +415,26 @@ static void admin_metrics(FILE *f)
                     r == 0 ? "default" : rt->cfg->routes[r - 1].name, u->peers[i].name,
                     u->peers[i].down_until <= now ? 1 : 0);
     }
+    static const char *const pick_family[2] = {"wsgate_upstream_picks_total",
+                                               "wsgate_upstream_failures_total"};
+    static const char *const pick_help[2] = {"Connections opened to the upstream (picked and connected).",
+                                             "Refused or timed-out connects to the upstream."};
+    for (int k = 0; k < 2; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", pick_family[k], pick_help[k], pick_family[k]);
+        for (unsigned r = 0; r <= rt->cfg->nroutes; r++) {
+            if (r > 0 && rt->ups[r] == rt->ups[0])
+                continue;
+            const struct wsg_upstreams *u = rt->ups[r];
+            for (size_t i = 0; i < u->npeers; i++)
+                fprintf(f, "%s{route=\"%s\",upstream=\"%s\"} %llu\n", pick_family[k],
+                        r == 0 ? "default" : rt->cfg->routes[r - 1].name, u->peers[i].name,
+                        (unsigned long long)__atomic_load_n(
+                            k == 0 ? &u->peers[i].picks : &u->peers[i].failures, __ATOMIC_RELAXED));
+        }
+    }
+    fprintf(f, "# HELP wsgate_certificate_expiry_seconds Seconds until each served certificate expires, by "
+               "name.\n# TYPE wsgate_certificate_expiry_seconds gauge\n");
+    wsg_tls_store_expiry(g.sh.tls, print_expiry, f);
 }
 
 static void admin_certs(FILE *f)
@@ -506,6 +534,14 @@ int main(int argc, char **argv)
         }
     }
 
+    /* The admin listener is bound before the privilege drop, like the public ones. */
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    g.loop = loop;
+    if (cfg->admin[0] && strcmp(cfg->admin, "off") != 0 &&
+        wsg_admin_start(loop, cfg->admin, &admin_ops, err) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
     if (drop_privileges(cfg, err) != 0) {
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
@@ -527,13 +563,6 @@ int main(int argc, char **argv)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    g.loop = loop;
-    if (cfg->admin[0] && strcmp(cfg->admin, "off") != 0 &&
-        wsg_admin_start(loop, cfg->admin, &admin_ops, err) != 0) {
-        fprintf(stderr, "wsgate: %s\n", err);
-        return 1;
-    }
     if (strcmp(cfg->watch_certs, "on") == 0)
         watch_start(loop, cfg);
     ev_signal sig_hup, sig_term, sig_int, sig_usr1;

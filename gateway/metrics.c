@@ -20,6 +20,8 @@ void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *e
             out->conns_in_state[i] += __atomic_load_n(&m->conns_in_state[i], __ATOMIC_RELAXED);
         for (unsigned i = 0; i < 6; i++)
             out->status[i] += __atomic_load_n(&m->status[i], __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < WSG_TLSF__COUNT; i++)
+            out->tls_fail[i] += __atomic_load_n(&m->tls_fail[i], __ATOMIC_RELAXED);
         for (unsigned i = 0; i < WSG_M_SIZE_BUCKETS; i++)
             out->frame_size[i] += __atomic_load_n(&m->frame_size[i], __ATOMIC_RELAXED);
         out->frame_size_sum += __atomic_load_n(&m->frame_size_sum, __ATOMIC_RELAXED);
@@ -59,6 +61,13 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
             (unsigned long long)m->c[WSG_M_TLS_FAILED]);
     fprintf(f, "wsgate_tls_handshakes_total{result=\"timeout\"} %llu\n",
             (unsigned long long)m->c[WSG_M_TLS_TIMEOUT]);
+    static const char *const tlsf[WSG_TLSF__COUNT] = {"protocol_version", "no_common_parameters", "not_tls",
+                                                      "client_alert", "other"};
+    fprintf(f, "# HELP wsgate_tls_handshake_failures_total Failed TLS handshakes by reason.\n"
+               "# TYPE wsgate_tls_handshake_failures_total counter\n");
+    for (unsigned i = 0; i < WSG_TLSF__COUNT; i++)
+        fprintf(f, "wsgate_tls_handshake_failures_total{reason=\"%s\"} %llu\n", tlsf[i],
+                (unsigned long long)m->tls_fail[i]);
     fprintf(f, "# HELP wsgate_http_responses_total HTTP responses sent to clients, by status class.\n"
                "# TYPE wsgate_http_responses_total counter\n");
     for (unsigned i = 1; i < 6; i++)

@@ -54,6 +54,16 @@ enum wsg_policy_rule {
 extern const char *const wsg_policy_rule_names[WSG_PR__COUNT];
 enum { WSG_M_ROUTES = 33 }; /* default route + WSG_CFG_MAX_ROUTES */
 
+/* Why TLS handshakes failed. */
+enum {
+    WSG_TLSF_VERSION,
+    WSG_TLSF_NO_COMMON,
+    WSG_TLSF_NOT_TLS,
+    WSG_TLSF_CLIENT_ALERT,
+    WSG_TLSF_OTHER,
+    WSG_TLSF__COUNT
+};
+
 enum { WSG_M_STATES = 6 };       /* connection states, as conn.c numbers them */
 enum { WSG_M_SIZE_BUCKETS = 8 }; /* frame payload: <=125, <=1k, <=4k, <=16k, <=64k, <=256k, <=1m, more */
 enum { WSG_M_CLOSE_CODES = 12 }; /* 1000..1011 by index; other codes are counted in "other" */
@@ -62,6 +72,7 @@ struct wsg_metrics {
     uint64_t c[WSG_M__COUNT];
     int64_t conns_in_state[WSG_M_STATES]; /* gauge */
     uint64_t status[6];                   /* HTTP answers by class: [1]=1xx .. [5]=5xx */
+    uint64_t tls_fail[WSG_TLSF__COUNT];   /* failed handshakes by reason */
     uint64_t frame_size[WSG_M_SIZE_BUCKETS];
     uint64_t frame_size_sum; /* payload bytes of the frames counted in frame_size */
     /* close codes seen, by who sent them: [0] client, [1] upstream, [2] gateway to client,

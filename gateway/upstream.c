@@ -231,6 +231,7 @@ struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockadd
 
 void wsg_upstream_release(struct wsg_upstreams *u, struct wsg_peer *p, int failed, double now)
 {
+    __atomic_add_fetch(failed ? &p->failures : &p->picks, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&p->lock);
     if (!failed) {
         p->fails = 0;

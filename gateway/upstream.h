@@ -27,8 +27,9 @@ struct wsg_peer {
     /* passive health, under lock */
     pthread_mutex_t lock;
     unsigned fails;
-    double fail_start; /* when the first failure of the current window happened */
-    double down_until; /* skipped until then */
+    double fail_start;        /* when the first failure of the current window happened */
+    double down_until;        /* skipped until then */
+    uint64_t picks, failures; /* connects that succeeded / failed (atomic; metrics) */
 };
 
 struct wsg_upstreams {

@@ -544,6 +544,20 @@ void wsg_tls_store_describe_json(struct wsg_tls_store *st, FILE *out)
     gen_unref(g);
 }
 
+void wsg_tls_store_expiry(struct wsg_tls_store *st,
+                          void (*fn)(void *arg, const char *name, double seconds_left), void *arg)
+{
+    pthread_mutex_lock(&st->lock);
+    struct wsg_tls_gen *g = st->current;
+    atomic_fetch_add(&g->refs, 1);
+    pthread_mutex_unlock(&st->lock);
+    time_t now = time(NULL);
+    for (size_t i = 0; i < g->nnames; i++)
+        fn(arg, g->names[i].name,
+           (double)wsg_tls_x509_epoch(&g->names[i].cert->chain.valid_to) - (double)now);
+    gen_unref(g);
+}
+
 /* ---- self-signed certificates ---- */
 
 /* "CN=<name>" with the characters RFC 4514 treats specially escaped. */

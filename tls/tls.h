@@ -168,6 +168,10 @@ int wsg_tls_check_covers(const struct wsg_tls_check_report *r, const char *host)
  * @note Thread-safe against wsg_tls_store_reload and against connections coming and going.
  */
 void wsg_tls_store_describe_json(struct wsg_tls_store *st, FILE *out);
+/* Calls fn once per SNI name the current generation serves with the seconds until that name's
+ * certificate expires (negative once expired). For /metrics. */
+void wsg_tls_store_expiry(struct wsg_tls_store *st,
+                          void (*fn)(void *arg, const char *name, double seconds_left), void *arg);
 
 /* SHA-256 of a DER certificate as "AB:CD:...:EF", the way openssl x509 -fingerprint -sha256 and
  * wsg_tls_check_report.sha256 write it (wsgate-certs rotate compares what a handshake served). */

@@ -72,7 +72,8 @@ static void *xrealloc(void *p, size_t n)
 
 static void set_events(struct thr *t, struct conn *c)
 {
-    struct epoll_event ev = {.events = (c->reading ? EPOLLIN : 0) | (c->writing ? EPOLLOUT : 0), .data.ptr = c};
+    struct epoll_event ev = {.events = (c->reading ? EPOLLIN : 0) | (c->writing ? EPOLLOUT : 0),
+                             .data.ptr = c};
     epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -176,7 +177,8 @@ static size_t do_handshake(struct conn *c, unsigned char *data, size_t len)
     size_t hl = (size_t)(e - data) + 4, klen;
     const char *key = find_header((const char *)data, hl, "Sec-WebSocket-Key", &klen);
     if (!key || klen == 0 || klen > 64) {
-        static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        static const char bad[] =
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         memcpy(out_reserve(c, sizeof(bad) - 1), bad, sizeof(bad) - 1);
         c->out_len += sizeof(bad) - 1;
         c->closing = 1;
@@ -510,7 +512,8 @@ int main(int argc, char **argv)
         if (epoll_ctl(ts[i].ep, EPOLL_CTL_ADD, ts[i].lfd, &ev) < 0)
             die("epoll_ctl");
     }
-    printf("echo_upstream listening on %s:%d (%d thread%s)\n", bind_addr, port, threads, threads > 1 ? "s" : "");
+    printf("echo_upstream listening on %s:%d (%d thread%s)\n", bind_addr, port, threads,
+           threads > 1 ? "s" : "");
     fflush(stdout);
     for (int i = 1; i < threads; i++)
         pthread_create(&ts[i].tid, NULL, loop, &ts[i]);

@@ -2,7 +2,9 @@
  *
  *   loadgen -u HOST:PORT[/PATH] [-c CONNS] [-s MSGSIZE] [-d SECONDS] [--tls|--plain]
  *           [--warmup SECONDS] [--rate MSGS_PER_S] [--cipher TLS13_SUITE] [--idle N]
- *           [--concurrency N] [--sni NAME] [--label TEXT]
+ *           [--concurrency N] [--sni NAME] [--label TEXT] [--origin URL|none] [--subprotocol NAME]
+ *           [--tls12]
+ *   loadgen -u HOST:PORT --handshakes N [--resume] [--tls12] [--concurrency C] [-d S] [--warmup S]
  *
  * Echo mode (default): opens CONNS connections (TLS 1.3 by default, ALPN http/1.1, SNI "localhost",
  * no certificate verification), upgrades each to WebSocket, then each connection runs a closed loop:
@@ -16,6 +18,16 @@
  * Idle mode (--idle N): opens N connections, completes TLS and the upgrade, sends nothing more,
  * prints "idle K ready" (K = connections up) on stdout, then holds them until SIGTERM, SIGINT or EOF
  * on stdin (when stdin is a pipe or tty); then prints a JSON line with what happened meanwhile.
+ *
+ * Handshake mode (--handshakes N): a closed loop of --concurrency (default 64) connections, each
+ * TCP connect + TLS handshake + close_notify + close, then the next; no upgrade, no data. Full by
+ * default (no session offered); --resume offers the ticket of one priming connection each time and
+ * checks SSL_session_reused (a miss is counted and makes the exit status 1). Counts the handshakes
+ * done after --warmup for -d seconds or until N, whichever comes first: handshakes/s and the
+ * connect-to-done latency. --tls12 caps the protocol at TLS 1.2 (any mode).
+ *
+ * Upgrade headers: "Origin: https://<sni>" unless --origin URL (or --origin none: no Origin);
+ * --subprotocol NAME adds "Sec-WebSocket-Protocol: NAME".
  *
  * Connections to a 127.0.0.0/8 address are bound to source addresses 127.0.0.1..127.0.0.250 in turn
  * (IP_BIND_ADDRESS_NO_PORT), so many connections do not run out of ephemeral ports.
@@ -31,6 +43,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -56,7 +69,7 @@ enum { S_IDLE_SLOT, S_CONNECTING, S_TLS, S_WS_SEND, S_WS_RECV, S_OPEN, S_DEAD };
 struct conn {
     int fd, idx, state;
     SSL *ssl;
-    uint32_t ev;          /* current epoll interest */
+    uint32_t ev;           /* current epoll interest */
     int want_in, want_out; /* what the last I/O attempt blocked on */
     /* upgrade */
     char hs[2048];
@@ -81,6 +94,9 @@ static const char *o_url;
 static int o_conns = 64, o_size = 64, o_tls = 1, o_idle = 0, o_concurrency = 64;
 static double o_dur = 5, o_warmup = 1, o_rate = 0;
 static const char *o_cipher, *o_sni = "localhost", *o_label = "";
+static const char *o_origin;      /* NULL: "https://<sni>"; "" (--origin none): no Origin header */
+static const char *o_subprotocol; /* Sec-WebSocket-Protocol offered, or none */
+static int o_handshakes, o_resume, o_tls12;
 static char g_host[256] = "127.0.0.1", g_path[512] = "/";
 static int g_port;
 static struct sockaddr_in g_dst;
@@ -335,11 +351,18 @@ static void build_upgrade(struct conn *c)
     key[k++] = '=';
     key[k++] = '=';
     key[k] = 0;
+    char origin[300] = "", proto[300] = "";
+    if (!o_origin)
+        snprintf(origin, sizeof(origin), "Origin: https://%s\r\n", o_sni);
+    else if (o_origin[0])
+        snprintf(origin, sizeof(origin), "Origin: %s\r\n", o_origin);
+    if (o_subprotocol)
+        snprintf(proto, sizeof(proto), "Sec-WebSocket-Protocol: %s\r\n", o_subprotocol);
     c->hs_len = snprintf(c->hs, sizeof(c->hs),
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                         "Origin: https://%s\r\nUser-Agent: wsgate-bench-loadgen\r\n\r\n",
-                         g_path, o_sni, key, o_sni);
+                         "%s%sUser-Agent: wsgate-bench-loadgen\r\n\r\n",
+                         g_path, o_sni, key, origin, proto);
     c->out_off = 0;
 }
 
@@ -461,8 +484,8 @@ static int on_bytes(struct conn *c, const unsigned char *d, size_t n)
             if (op < 8 && (c->rx_b0 & 0x80)) {
                 if (c->rx_msg_off != (uint64_t)o_size) {
                     n_verify_err++;
-                    note_err("conn %d: echo of %llu bytes, sent %d", c->idx, (unsigned long long)c->rx_msg_off,
-                             o_size);
+                    note_err("conn %d: echo of %llu bytes, sent %d", c->idx,
+                             (unsigned long long)c->rx_msg_off, o_size);
                     return -1;
                 }
                 message_done(c);
@@ -659,13 +682,255 @@ static void fire_timers(void)
     }
 }
 
+/* ---------------------------------------------------------------- handshake mode (--handshakes N) */
+/* Closed loop over --concurrency slots (-c): TCP connect, TLS handshake, close_notify, close, again.
+ * Nothing else is sent (no upgrade). Full: a fresh SSL with no session each time. --resume: every
+ * handshake offers the session (ticket) from one priming connection made first; each one is checked
+ * with SSL_session_reused. Counts handshakes completed after --warmup for -d seconds or until N,
+ * whichever comes first; latency = connect() to handshake done. */
+enum { HS_FREE, HS_CONNECTING, HS_TLS };
+struct hslot {
+    int fd, state;
+    SSL *ssl;
+    uint64_t t0;
+};
+static SSL_SESSION *g_sess;
+static unsigned g_src_next;
+
+static int hs_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    if (g_sess)
+        return 0; /* keep the first one only */
+    g_sess = sess;
+    return 1; /* we keep the reference */
+}
+
+static int hs_prime(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&g_dst, sizeof(g_dst)) < 0) {
+        note_err("priming connect: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    SSL *ssl = SSL_new(g_ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, o_sni);
+    ERR_clear_error();
+    if (SSL_connect(ssl) != 1) {
+        note_err("priming handshake: %s", ssl_errstr());
+        SSL_free(ssl);
+        close(fd);
+        return -1;
+    }
+    snprintf(g_proto, sizeof(g_proto), "%s", SSL_get_version(ssl));
+    snprintf(g_cipher_name, sizeof(g_cipher_name), "%s", SSL_get_cipher_name(ssl));
+    /* TLS 1.3 tickets come after the handshake: read (nothing else arrives) until one is there */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uint64_t deadline = now_ns() + 3000000000ull;
+    while (!g_sess && now_ns() < deadline) {
+        char b[256];
+        ERR_clear_error();
+        int r = SSL_read(ssl, b, sizeof(b));
+        if (r <= 0) {
+            int e = SSL_get_error(ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                break;
+            struct pollfd pf = {.fd = fd, .events = POLLIN};
+            poll(&pf, 1, 50);
+        }
+    }
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    close(fd);
+    if (!g_sess) {
+        note_err("priming connection got no session ticket within 3 s");
+        return -1;
+    }
+    return 0;
+}
+
+static int run_handshakes(void)
+{
+    int nslots = o_concurrency;
+    struct hslot *sl = calloc((size_t)nslots, sizeof(*sl));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    uint64_t n_done = 0, n_counted = 0, n_reused = 0, n_not_reused = 0, n_fail = 0;
+    if (o_resume && hs_prime() != 0) {
+        printf("{\"mode\":\"handshake\",\"label\":\"%s\",\"resume\":true,\"handshakes\":0,\"handshakes_per_"
+               "s\":0,"
+               "\"failed\":1,\"first_error\":\"%s\"}\n",
+               o_label, g_first_err);
+        fprintf(stderr, "loadgen %s: %s\n", o_label, g_first_err);
+        return 1;
+    }
+    uint64_t t0 = now_ns(), tm0 = t0 + (uint64_t)(o_warmup * 1e9), tm_end = tm0 + (uint64_t)(o_dur * 1e9);
+    int measuring_hs = 0;
+    uint64_t t_meas_start = tm0;
+    for (int i = 0; i < nslots; i++)
+        sl[i].fd = -1;
+
+        /* (re)start a slot: nonblocking connect from the next loopback source address */
+#define HS_START(s)                                                                                          \
+    do {                                                                                                     \
+        (s)->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);                            \
+        (s)->state = HS_CONNECTING;                                                                          \
+        (s)->t0 = now_ns();                                                                                  \
+        int one_ = 1;                                                                                        \
+        setsockopt((s)->fd, IPPROTO_TCP, TCP_NODELAY, &one_, sizeof(one_));                                  \
+        if (g_bind_loopback) {                                                                               \
+            setsockopt((s)->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one_, sizeof(one_));                   \
+            struct sockaddr_in src_ = {.sin_family = AF_INET};                                               \
+            src_.sin_addr.s_addr = htonl(0x7f000001u + (g_src_next++ % 250));                                \
+            bind((s)->fd, (struct sockaddr *)&src_, sizeof(src_));                                           \
+        }                                                                                                    \
+        struct epoll_event e_ = {.events = EPOLLOUT, .data.ptr = (s)};                                       \
+        epoll_ctl(ep, EPOLL_CTL_ADD, (s)->fd, &e_);                                                          \
+        if (connect((s)->fd, (struct sockaddr *)&g_dst, sizeof(g_dst)) < 0 && errno != EINPROGRESS) {        \
+            n_fail++;                                                                                        \
+            note_err("connect: %s", strerror(errno));                                                        \
+        }                                                                                                    \
+    } while (0)
+
+    for (int i = 0; i < nslots; i++)
+        HS_START(&sl[i]);
+    struct epoll_event evs[256];
+    int got_signal = 0;
+    while (!got_signal) {
+        uint64_t t = now_ns();
+        if (!measuring_hs && t >= tm0) {
+            measuring_hs = 1;
+            t_meas_start = t;
+        }
+        if (t >= tm_end || (o_handshakes > 0 && n_counted >= (uint64_t)o_handshakes))
+            break;
+        if (n_fail > 100 && n_fail > n_done) /* the server is refusing: do not spin */
+            break;
+        int n = epoll_wait(ep, evs, 256, 50);
+        for (int i = 0; i < n; i++) {
+            struct hslot *s = evs[i].data.ptr;
+            if (s == NULL) {
+                got_signal = 1;
+                continue;
+            }
+            int failed = 0, done = 0;
+            if (s->state == HS_CONNECTING) {
+                int err = 0;
+                socklen_t l = sizeof(err);
+                getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+                if (err) {
+                    note_err("connect: %s", strerror(err));
+                    failed = 1;
+                } else {
+                    s->ssl = SSL_new(g_ctx);
+                    SSL_set_fd(s->ssl, s->fd);
+                    SSL_set_tlsext_host_name(s->ssl, o_sni);
+                    if (o_resume) {
+                        /* a copy each time: OpenSSL marks a TLS 1.3 session object it has resumed
+                         * with as not resumable (single use), as if -sess_in read it afresh */
+                        SSL_SESSION *cp = SSL_SESSION_dup(g_sess);
+                        SSL_set_session(s->ssl, cp);
+                        SSL_SESSION_free(cp);
+                    }
+                    SSL_set_connect_state(s->ssl);
+                    s->state = HS_TLS;
+                }
+            }
+            if (!failed && s->state == HS_TLS) {
+                ERR_clear_error();
+                int r = SSL_do_handshake(s->ssl);
+                if (r == 1) {
+                    done = 1;
+                } else {
+                    int e = SSL_get_error(s->ssl, r);
+                    struct epoll_event ev = {.data.ptr = s};
+                    if (e == SSL_ERROR_WANT_READ)
+                        ev.events = EPOLLIN;
+                    else if (e == SSL_ERROR_WANT_WRITE)
+                        ev.events = EPOLLOUT;
+                    else {
+                        note_err("handshake: %s", ssl_errstr());
+                        failed = 1;
+                    }
+                    if (!failed)
+                        epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev);
+                }
+            }
+            if (!failed && !done)
+                continue;
+            uint64_t t1 = now_ns();
+            if (done) {
+                n_done++;
+                if (!g_proto[0]) {
+                    snprintf(g_proto, sizeof(g_proto), "%s", SSL_get_version(s->ssl));
+                    snprintf(g_cipher_name, sizeof(g_cipher_name), "%s", SSL_get_cipher_name(s->ssl));
+                }
+                if (measuring_hs && t1 < tm_end) {
+                    n_counted++;
+                    h_add(t1 - s->t0);
+                    if (o_resume) {
+                        if (SSL_session_reused(s->ssl))
+                            n_reused++;
+                        else
+                            n_not_reused++;
+                    }
+                }
+                SSL_set_quiet_shutdown(s->ssl, 0);
+                SSL_shutdown(s->ssl); /* one close_notify, not waited for */
+            } else {
+                n_fail++;
+            }
+            if (s->ssl)
+                SSL_free(s->ssl);
+            s->ssl = NULL;
+            close(s->fd);
+            s->fd = -1;
+            s->state = HS_FREE;
+            HS_START(s);
+        }
+    }
+#undef HS_START
+    uint64_t t_end = now_ns();
+    for (int i = 0; i < nslots; i++) {
+        if (sl[i].ssl)
+            SSL_free(sl[i].ssl);
+        if (sl[i].fd >= 0)
+            close(sl[i].fd);
+    }
+    double secs = measuring_hs ? (double)(t_end - t_meas_start) / 1e9 : 0;
+    double hps = secs > 0 ? (double)n_counted / secs : 0;
+    double p50 = h_pct(50) / 1e3, p99 = h_pct(99) / 1e3;
+    printf(
+        "{\"mode\":\"handshake\",\"label\":\"%s\",\"proto\":\"%s\",\"cipher\":\"%s\",\"resume\":%s,"
+        "\"concurrency\":%d,\"handshakes\":%llu,\"seconds\":%.3f,\"handshakes_per_s\":%.1f,\"reused\":%llu,"
+        "\"not_reused\":%llu,\"failed\":%llu,\"p50_us\":%.1f,\"p99_us\":%.1f,\"first_error\":\"%s\"}\n",
+        o_label, g_proto, g_cipher_name, o_resume ? "true" : "false", nslots, (unsigned long long)n_counted,
+        secs, hps, (unsigned long long)n_reused, (unsigned long long)n_not_reused, (unsigned long long)n_fail,
+        p50, p99, g_first_err);
+    fflush(stdout);
+    fprintf(
+        stderr,
+        "loadgen %s: %s %s %s handshakes, %d in flight: %llu in %.2fs = %.0f/s (p50 %.0f us, p99 %.0f us); "
+        "%llu failed%s%s%s\n",
+        o_label, g_proto, g_cipher_name, o_resume ? "resumed" : "full", nslots, (unsigned long long)n_counted,
+        secs, hps, p50, p99, (unsigned long long)n_fail,
+        o_resume ? (n_not_reused ? ", SOME NOT RESUMED" : ", all resumed") : "",
+        g_first_err[0] ? "; first error: " : "", g_first_err);
+    return n_counted > 0 && n_fail == 0 && n_not_reused == 0 ? 0 : 1;
+}
+
 /* ---------------------------------------------------------------- main */
 static void usage(void)
 {
     fprintf(stderr,
             "usage: loadgen -u HOST:PORT[/PATH] [-c CONNS] [-s MSGSIZE] [-d SECONDS] [--tls|--plain]\n"
             "               [--warmup S] [--rate MSGS_PER_S] [--cipher TLS13_SUITE] [--idle N]\n"
-            "               [--concurrency N] [--sni NAME] [--label TEXT]\n");
+            "               [--concurrency N] [--sni NAME] [--label TEXT] [--origin URL|none]\n"
+            "               [--subprotocol NAME] [--tls12]\n"
+            "       loadgen -u HOST:PORT --handshakes N [--resume] [--tls12] [--concurrency C] [-d S] "
+            "[--warmup S]\n");
     exit(2);
 }
 
@@ -714,30 +979,81 @@ static void parse_url(const char *u)
 
 int main(int argc, char **argv)
 {
-    static struct option lo[] = {
-        {"tls", no_argument, 0, 'T'},          {"plain", no_argument, 0, 'P'},
-        {"idle", required_argument, 0, 'i'},   {"rate", required_argument, 0, 'r'},
-        {"cipher", required_argument, 0, 'C'}, {"warmup", required_argument, 0, 'w'},
-        {"concurrency", required_argument, 0, 'k'}, {"sni", required_argument, 0, 'n'},
-        {"label", required_argument, 0, 'l'},  {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static struct option lo[] = {{"tls", no_argument, 0, 'T'},
+                                 {"plain", no_argument, 0, 'P'},
+                                 {"idle", required_argument, 0, 'i'},
+                                 {"rate", required_argument, 0, 'r'},
+                                 {"cipher", required_argument, 0, 'C'},
+                                 {"warmup", required_argument, 0, 'w'},
+                                 {"concurrency", required_argument, 0, 'k'},
+                                 {"sni", required_argument, 0, 'n'},
+                                 {"label", required_argument, 0, 'l'},
+                                 {"help", no_argument, 0, 'h'},
+                                 {"handshakes", required_argument, 0, 'H'},
+                                 {"resume", no_argument, 0, 'R'},
+                                 {"tls12", no_argument, 0, '2'},
+                                 {"origin", required_argument, 0, 'O'},
+                                 {"subprotocol", required_argument, 0, 'S'},
+                                 {0, 0, 0, 0}};
     int opt, tls_flag = -1;
     while ((opt = getopt_long(argc, argv, "c:s:d:u:h", lo, NULL)) != -1) {
         switch (opt) {
-        case 'c': o_conns = atoi(optarg); break;
-        case 's': o_size = (int)parse_size(optarg); break;
-        case 'd': o_dur = atof(optarg); break;
-        case 'u': o_url = optarg; break;
-        case 'T': tls_flag = 1; break;
-        case 'P': tls_flag = 0; break;
-        case 'i': o_idle = atoi(optarg); break;
-        case 'r': o_rate = atof(optarg); break;
-        case 'C': o_cipher = optarg; break;
-        case 'w': o_warmup = atof(optarg); break;
-        case 'k': o_concurrency = atoi(optarg); break;
-        case 'n': o_sni = optarg; break;
-        case 'l': o_label = optarg; break;
-        default: usage();
+        case 'c':
+            o_conns = atoi(optarg);
+            break;
+        case 's':
+            o_size = (int)parse_size(optarg);
+            break;
+        case 'd':
+            o_dur = atof(optarg);
+            break;
+        case 'u':
+            o_url = optarg;
+            break;
+        case 'T':
+            tls_flag = 1;
+            break;
+        case 'P':
+            tls_flag = 0;
+            break;
+        case 'i':
+            o_idle = atoi(optarg);
+            break;
+        case 'r':
+            o_rate = atof(optarg);
+            break;
+        case 'C':
+            o_cipher = optarg;
+            break;
+        case 'w':
+            o_warmup = atof(optarg);
+            break;
+        case 'k':
+            o_concurrency = atoi(optarg);
+            break;
+        case 'n':
+            o_sni = optarg;
+            break;
+        case 'l':
+            o_label = optarg;
+            break;
+        case 'H':
+            o_handshakes = atoi(optarg);
+            break;
+        case 'R':
+            o_resume = 1;
+            break;
+        case '2':
+            o_tls12 = 1;
+            break;
+        case 'O':
+            o_origin = strcmp(optarg, "none") == 0 ? "" : optarg;
+            break;
+        case 'S':
+            o_subprotocol = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (!o_url || o_conns < 1 || o_size < 0 || o_dur <= 0 || o_concurrency < 1)
@@ -754,8 +1070,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)g_nconn + 32)
-        fprintf(stderr, "loadgen: warning: RLIMIT_NOFILE %llu < %d connections\n", (unsigned long long)rl.rlim_cur,
-                g_nconn);
+        fprintf(stderr, "loadgen: warning: RLIMIT_NOFILE %llu < %d connections\n",
+                (unsigned long long)rl.rlim_cur, g_nconn);
     signal(SIGPIPE, SIG_IGN);
 
     if (o_tls) {
@@ -763,7 +1079,14 @@ int main(int argc, char **argv)
         SSL_CTX_set_verify(g_ctx, SSL_VERIFY_NONE, NULL);
         SSL_CTX_set_min_proto_version(g_ctx, TLS1_2_VERSION);
         SSL_CTX_set_mode(g_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        SSL_CTX_set_session_cache_mode(g_ctx, SSL_SESS_CACHE_OFF);
+        if (o_tls12)
+            SSL_CTX_set_max_proto_version(g_ctx, TLS1_2_VERSION);
+        if (o_handshakes && o_resume) {
+            SSL_CTX_set_session_cache_mode(g_ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+            SSL_CTX_sess_set_new_cb(g_ctx, hs_new_session);
+        } else {
+            SSL_CTX_set_session_cache_mode(g_ctx, SSL_SESS_CACHE_OFF);
+        }
         SSL_CTX_set_read_ahead(g_ctx, 1); /* one read() per burst of records, not two per record */
         static const unsigned char alpn[] = "\x08http/1.1";
         SSL_CTX_set_alpn_protos(g_ctx, alpn, sizeof(alpn) - 1);
@@ -771,6 +1094,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "loadgen: bad --cipher %s\n", o_cipher);
             return 2;
         }
+    }
+
+    if (o_handshakes) {
+        if (!o_tls) {
+            fprintf(stderr, "loadgen: --handshakes needs TLS\n");
+            return 2;
+        }
+        return run_handshakes();
     }
 
     /* the message: one masked binary frame, the same bytes every time */
@@ -925,16 +1256,19 @@ int main(int argc, char **argv)
     }
 
     if (o_idle) {
-        printf("{\"mode\":\"idle\",\"label\":\"%s\",\"tls\":%s,\"proto\":\"%s\",\"cipher\":\"%s\",\"requested\":%d,"
+        printf("{\"mode\":\"idle\",\"label\":\"%s\",\"tls\":%s,\"proto\":\"%s\",\"cipher\":\"%s\","
+               "\"requested\":%d,"
                "\"ready\":%d,\"failed\":%d,\"closed_by_peer\":%d,\"still_open\":%d,\"setup_s\":%.3f,"
                "\"held_s\":%.3f,\"first_error\":\"%s\"}\n",
-               o_label, o_tls ? "true" : "false", g_proto, g_cipher_name, o_idle, n_ready, n_failed, n_closed_open,
-               still_open, (double)((t_ready ? t_ready : t_end) - t0) / 1e9,
+               o_label, o_tls ? "true" : "false", g_proto, g_cipher_name, o_idle, n_ready, n_failed,
+               n_closed_open, still_open, (double)((t_ready ? t_ready : t_end) - t0) / 1e9,
                t_ready ? (double)(t_end - t_ready) / 1e9 : 0.0, g_first_err);
         fflush(stdout);
-        fprintf(stderr, "loadgen idle %s: %d/%d connections up in %.2fs (%d failed), %d closed by peer while held%s%s\n",
-                o_label, n_ready, o_idle, (double)((t_ready ? t_ready : t_end) - t0) / 1e9, n_failed,
-                n_closed_open, g_first_err[0] ? "; first error: " : "", g_first_err);
+        fprintf(
+            stderr,
+            "loadgen idle %s: %d/%d connections up in %.2fs (%d failed), %d closed by peer while held%s%s\n",
+            o_label, n_ready, o_idle, (double)((t_ready ? t_ready : t_end) - t0) / 1e9, n_failed,
+            n_closed_open, g_first_err[0] ? "; first error: " : "", g_first_err);
         (void)announced;
         return n_ready == o_idle && n_closed_open == 0 ? 0 : 1;
     }
@@ -943,22 +1277,25 @@ int main(int argc, char **argv)
     if (!t_ready || secs <= 0)
         secs = 0;
     double mps = secs > 0 ? (double)n_msgs / secs : 0;
-    double p50 = h_pct(50) / 1e3, p99 = h_pct(99) / 1e3, p999 = h_pct(99.9) / 1e3, mx = (double)g_hist_max / 1e3;
-    printf("{\"mode\":\"echo\",\"label\":\"%s\",\"tls\":%s,\"proto\":\"%s\",\"cipher\":\"%s\",\"conns\":%d,"
-           "\"ready\":%d,\"failed\":%d,\"closed_by_peer\":%d,\"size\":%d,\"rate\":%.0f,\"seconds\":%.3f,"
-           "\"msgs\":%llu,\"msgs_per_s\":%.1f,\"bytes_per_s\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-           "\"p999_us\":%.1f,\"max_us\":%.1f,\"verify_errors\":%llu,\"stalled\":%d,\"oldest_inflight_ms\":%.1f,"
-           "\"first_error\":\"%s\"}\n",
-           o_label, o_tls ? "true" : "false", g_proto, g_cipher_name, o_conns, n_ready, n_failed, n_closed_open,
-           o_size, o_rate, secs, (unsigned long long)n_msgs, mps, mps * o_size, p50, p99, p999, mx,
-           (unsigned long long)n_verify_err, stalled, (double)oldest / 1e6, g_first_err);
+    double p50 = h_pct(50) / 1e3, p99 = h_pct(99) / 1e3, p999 = h_pct(99.9) / 1e3,
+           mx = (double)g_hist_max / 1e3;
+    printf(
+        "{\"mode\":\"echo\",\"label\":\"%s\",\"tls\":%s,\"proto\":\"%s\",\"cipher\":\"%s\",\"conns\":%d,"
+        "\"ready\":%d,\"failed\":%d,\"closed_by_peer\":%d,\"size\":%d,\"rate\":%.0f,\"seconds\":%.3f,"
+        "\"msgs\":%llu,\"msgs_per_s\":%.1f,\"bytes_per_s\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+        "\"p999_us\":%.1f,\"max_us\":%.1f,\"verify_errors\":%llu,\"stalled\":%d,\"oldest_inflight_ms\":%.1f,"
+        "\"first_error\":\"%s\"}\n",
+        o_label, o_tls ? "true" : "false", g_proto, g_cipher_name, o_conns, n_ready, n_failed, n_closed_open,
+        o_size, o_rate, secs, (unsigned long long)n_msgs, mps, mps * o_size, p50, p99, p999, mx,
+        (unsigned long long)n_verify_err, stalled, (double)oldest / 1e6, g_first_err);
     fflush(stdout);
     fprintf(stderr,
-            "loadgen %s %s %s: %d conns x %d B, %.2fs: %.0f msg/s (%.1f MB/s) p50 %.1f us p99 %.1f us p99.9 %.1f us "
+            "loadgen %s %s %s: %d conns x %d B, %.2fs: %.0f msg/s (%.1f MB/s) p50 %.1f us p99 %.1f us p99.9 "
+            "%.1f us "
             "max %.1f us; %d failed, %d closed, %llu verify errors, %d stalled%s%s\n",
-            o_label, o_tls ? (g_proto[0] ? g_proto : "tls") : "plain", g_cipher_name, n_ready, o_size, secs, mps,
-            mps * o_size / 1e6, p50, p99, p999, mx, n_failed, n_closed_open, (unsigned long long)n_verify_err, stalled,
-            g_first_err[0] ? "; first error: " : "", g_first_err);
+            o_label, o_tls ? (g_proto[0] ? g_proto : "tls") : "plain", g_cipher_name, n_ready, o_size, secs,
+            mps, mps * o_size / 1e6, p50, p99, p999, mx, n_failed, n_closed_open,
+            (unsigned long long)n_verify_err, stalled, g_first_err[0] ? "; first error: " : "", g_first_err);
     int ok = n_ready == o_conns && n_closed_open == 0 && n_verify_err == 0 && n_msgs > 0;
     return ok ? 0 : 1;
 }

@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# bench/run.sh BUILD_DIR - wsgate against nginx, same machine, same run (see bench/README.md).
+# bench/run.sh BUILD_DIR - wsgate against nginx and HAProxy, same machine, same run (bench/README.md).
 #
-# Environment knobs (defaults in brackets):
-#   BENCH_IDLE [5000]      idle TLS WebSocket connections for the memory measurement
-#   BENCH_REPS [3]         repetitions of each echo measurement
-#   BENCH_SECONDS [5]      measured seconds per repetition (after BENCH_WARMUP [1] s)
+# Environment knobs (defaults in brackets; BENCH_QUICK=1 changes the defaults marked q:):
+#   BENCH_QUICK [0]        1: a fast smoke run (about 1.5 minutes): 1 rep, 1 s, sizes "64 262144", ...
+#   BENCH_IDLE [5000, q: 300] idle TLS WebSocket connections for the memory measurement (0: skip)
+#   BENCH_REPS [3, q: 1]   repetitions of each measurement
+#   BENCH_SECONDS [5, q: 1] measured seconds per echo repetition (after BENCH_WARMUP [1, q: 0.5] s)
 #   BENCH_CONNS [64]       connections of the echo measurement
-#   BENCH_SIZES ["64 1024"] message sizes in bytes
+#   BENCH_SIZES ["64 1024 16384 262144", q: "64 262144"] message sizes in bytes
 #   BENCH_CIPHER []        a TLS 1.3 suite to force (e.g. TLS_AES_128_GCM_SHA256); empty: negotiated
-#   BENCH_PORT_BASE [random 20000-39000]  upstream = base, wsgate = base+1, nginx = base+2
-#   BENCH_PROXIES ["wsgate nginx"]
+#   BENCH_PORT_BASE [random 20000-39000]  upstream = base, wsgate = base+1, nginx = base+2, haproxy = base+3
+#   BENCH_PROXIES ["wsgate nginx haproxy"]
+#   BENCH_HS_SECONDS [3, q: 1]  seconds per handshakes/s measurement (after 0.5 s warm-up)
+#   BENCH_HS_CONC [16]     handshakes in flight (closed loop)
+#   BENCH_HS_TLS12 [1]     also measure TLS 1.2 full/resumed handshakes (0: TLS 1.3 only)
+#   BENCH_RAW_SECONDS [3, q: 0.5] seconds per mbedtls_raw measurement (0: skip mbedtls_raw)
+#   BENCH_RATE [1]         p50/p99 at 50% of nginx's 64 B msgs/s, every proxy (BENCH_RATE_MSGS: fix the rate)
+#   BENCH_POLICIES [1]     wsgate 64 B with all policy rules on (generous limits) vs off, interleaved
+#   BENCH_ALL_WORKERS [0]  also echo with all workers (wsgate --workers nproc, nginx worker_processes auto,
+#                          HAProxy nbthread nproc), proxies not pinned; BENCH_ALL_SIZES ["64 1024"]
+#   BENCH_WSGATE_ARGS []   extra wsgate flags for every wsgate run
 set -uo pipefail
 
 BUILD=${1:-build/release}
@@ -19,18 +29,40 @@ case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 WSGATE="$BUILD/wsgate"
 OUT="$ROOT/build/bench"
 RUN="$OUT/last-run"
-IDLE=${BENCH_IDLE:-5000}
-REPS=${BENCH_REPS:-3}
-DUR=${BENCH_SECONDS:-5}
-WARM=${BENCH_WARMUP:-1}
+QUICK=${BENCH_QUICK:-0}
+has_proxy() { case " $PROXIES " in *" $1 "*) return 0 ;; esac; return 1; }
+if [ "$QUICK" = 1 ]; then
+    q() { echo "$1"; }
+else
+    q() { echo "$2"; }
+fi
+IDLE=${BENCH_IDLE:-$(q 300 5000)}
+REPS=${BENCH_REPS:-$(q 1 3)}
+DUR=${BENCH_SECONDS:-$(q 1 5)}
+WARM=${BENCH_WARMUP:-$(q 0.5 1)}
 CONNS=${BENCH_CONNS:-64}
-SIZES=${BENCH_SIZES:-"64 1024"}
+SIZES=${BENCH_SIZES:-$(q "64 262144" "64 1024 16384 262144")}
 CIPHER=${BENCH_CIPHER:-}
-PROXIES=${BENCH_PROXIES:-"wsgate nginx"}
+PROXIES=${BENCH_PROXIES:-"wsgate nginx haproxy"}
+HS_SECONDS=${BENCH_HS_SECONDS:-$(q 1 3)}
+HS_CONC=${BENCH_HS_CONC:-16}
+HS_TLS12=${BENCH_HS_TLS12:-1}
+RAW_SECONDS=${BENCH_RAW_SECONDS:-$(q 0.5 3)}
+DO_RATE=${BENCH_RATE:-1}
+RATE_MSGS=${BENCH_RATE_MSGS:-}
+DO_POLICIES=${BENCH_POLICIES:-1}
+ALL_WORKERS=${BENCH_ALL_WORKERS:-0}
+ALL_SIZES=${BENCH_ALL_SIZES:-"64 1024"}
 BASE=${BENCH_PORT_BASE:-$((20000 + RANDOM % 19000))}
 UPORT=$BASE
 WPORT=$((BASE + 1))
 NPORT=$((BASE + 2))
+HPORT=$((BASE + 3))
+# issue 3's rules, all on, at limits the benchmark never reaches (the policies-on row)
+POLICY_ARGS=(--rate_messages 1000000 --rate_bytes 1g --ip_rate_messages 1000000 --ip_rate_bytes 1g
+    --ip_max_conns 100000 --ip_upgrades 100000 --max_fragments 100000 --slow_consumer_bytes 64m
+    --max_lifetime 1h --origins https://bench.test --subprotocols chat)
+POLICY_CLIENT=(--origin https://bench.test --subprotocol chat)
 
 say() { printf '%s\n' "bench: $*" >&2; }
 die() {
@@ -45,6 +77,9 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v timeout >/dev/null || need+=(coreutils)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx-light)
+case " ${PROXIES} " in *" haproxy "*)
+    [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy) ;;
+esac
 dpkg -s libssl-dev >/dev/null 2>&1 || [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
@@ -52,12 +87,14 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 ||
         die "apt-get install ${need[*]} failed"
-    # the Debian package starts a system nginx on :80; it is not ours to keep running
-    if printf '%s\n' "${need[@]}" | grep -q nginx && command -v systemctl >/dev/null; then
-        systemctl stop nginx >/dev/null 2>&1 || true
+    # the Debian packages start a system nginx on :80 / haproxy; they are not ours to keep running
+    if command -v systemctl >/dev/null; then
+        printf '%s\n' "${need[@]}" | grep -q nginx && systemctl stop nginx >/dev/null 2>&1
+        printf '%s\n' "${need[@]}" | grep -q haproxy && systemctl stop haproxy >/dev/null 2>&1
     fi
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 [ -x "$WSGATE" ] || die "$WSGATE not found: build it first (make)"
 
 # ------------------------------------------------------------------ build the tools
@@ -73,6 +110,26 @@ if [ ! -x "$OUT/echo_upstream" ] || [ bench/echo_upstream.c -nt "$OUT/echo_upstr
 fi
 LOADGEN="$OUT/loadgen"
 ECHO="$OUT/echo_upstream"
+# mbedtls_raw links the same mbedTLS as wsgate (the Makefile's choice: the system's when >= 3.6,
+# else the Debian 13 packages unpacked under build/deps/mbedtls by `make`)
+RAW="$OUT/mbedtls_raw"
+MBED_DIR="$ROOT/build/deps/mbedtls/usr"
+if dpkg --compare-versions "$(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null)" ge 3.6 2>/dev/null; then
+    MBED_FLAGS=(-l:libmbedtls.a -l:libmbedx509.a -l:libmbedcrypto.a)
+elif [ -f "$MBED_DIR/lib/x86_64-linux-gnu/libmbedtls.a" ]; then
+    MBED_FLAGS=(-isystem "$MBED_DIR/include" "$MBED_DIR/lib/x86_64-linux-gnu/libmbedtls.a"
+        "$MBED_DIR/lib/x86_64-linux-gnu/libmbedx509.a" "$MBED_DIR/lib/x86_64-linux-gnu/libmbedcrypto.a")
+else
+    MBED_FLAGS=()
+fi
+if [ "$RAW_SECONDS" != 0 ]; then
+    if [ ${#MBED_FLAGS[@]} = 0 ]; then
+        say "warning: no mbedTLS 3.6 found (run make first); mbedtls_raw skipped"
+        RAW_SECONDS=0
+    elif [ ! -x "$RAW" ] || [ bench/mbedtls_raw.c -nt "$RAW" ]; then
+        gcc $CFLAGS_B -o "$RAW" bench/mbedtls_raw.c "${MBED_FLAGS[@]}" || die "building mbedtls_raw failed"
+    fi
+fi
 
 # ------------------------------------------------------------------ machine, limits, pinning
 NPROC=$(nproc)
@@ -84,6 +141,7 @@ if [ "$NPROC" -ge 2 ]; then
     PIN_PROXY=(taskset -c $PROXY_CPU)
     PIN_GEN=(taskset -c $GEN_CPU)
     PIN_NOTE="proxy pinned to CPU 0; loadgen and echo_upstream pinned to CPU 1"
+    [ "$ALL_WORKERS" = 1 ] && PIN_NOTE="$PIN_NOTE (all-workers runs: proxy not pinned)"
 else
     PROXY_CPU=0
     GEN_CPU=0
@@ -151,7 +209,7 @@ wait_port() { # wait_port PORT PID
     return 1
 }
 
-for p in $UPORT $WPORT $NPORT; do
+for p in $UPORT $WPORT $NPORT $HPORT; do
     port_open "$p" && die "port $p is in use; set BENCH_PORT_BASE"
 done
 
@@ -159,6 +217,7 @@ done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$RUN/key.pem" -out "$RUN/cert.pem" \
     >/dev/null 2>&1 || die "openssl req failed"
+cat "$RUN/cert.pem" "$RUN/key.pem" >"$RUN/haproxy.pem" # HAProxy wants both in one file
 
 # ------------------------------------------------------------------ upstream
 "${PIN_GEN[@]}" "$ECHO" -p "$UPORT" >"$RUN/echo_upstream.log" 2>&1 &
@@ -171,13 +230,15 @@ wait_port "$UPORT" "$ECHO_PID" || die "echo_upstream did not start ($(cat "$RUN/
 # shellcheck disable=SC2206
 WSGATE_CMD=("$WSGATE" --listen "127.0.0.1:$WPORT" --upstream "127.0.0.1:$UPORT" --workers 1 --access_log off
     --cert "$RUN/cert.pem" --key "$RUN/key.pem" ${BENCH_WSGATE_ARGS:-})
-NGINX_CONF="$RUN/nginx.conf"
+WSGATE_POL_CMD=("${WSGATE_CMD[@]}" "${POLICY_ARGS[@]}")
+WSGATE_ALL_CMD=("${WSGATE_CMD[@]}" --workers "$NPROC") # the later --workers wins
 NGX_USER=""
 [ "$(id -u)" = 0 ] && NGX_USER="user root;"
-cat >"$NGINX_CONF" <<EOF
+gen_nginx_conf() { # gen_nginx_conf FILE WORKER_PROCESSES
+cat >"$1" <<EOF
 # the seed's WebSocket proxy config, plus TLS with the same certificate as wsgate
 $NGX_USER
-worker_processes 1;
+worker_processes $2;
 worker_rlimit_nofile $NGX_NOFILE;
 daemon off;
 master_process on;
@@ -216,21 +277,81 @@ http {
     }
 }
 EOF
+}
+NGINX_CONF="$RUN/nginx.conf"
+gen_nginx_conf "$NGINX_CONF" 1
+gen_nginx_conf "$RUN/nginx-all.conf" auto
 NGINX_CMD=("$NGINX" -p "$RUN" -c "$NGINX_CONF" -e "$RUN/nginx-error.log")
-"${NGINX_CMD[@]}" -t >"$RUN/nginx-t.log" 2>&1 || die "nginx -t failed: $(cat "$RUN/nginx-t.log")"
+NGINX_ALL_CMD=("$NGINX" -p "$RUN" -c "$RUN/nginx-all.conf" -e "$RUN/nginx-error.log")
+if has_proxy nginx; then
+    "${NGINX_CMD[@]}" -t >"$RUN/nginx-t.log" 2>&1 || die "nginx -t failed: $(cat "$RUN/nginx-t.log")"
+fi
+
+# HAProxy (Debian's), the same job: HTTP mode, balance source (its ip_hash), the tunnel timeout
+# that governs an upgraded connection, TLS with the same certificate (cert + key in one PEM).
+HAP_MAXCONN=$((IDLE + 2000))
+gen_haproxy_cfg() { # gen_haproxy_cfg FILE NBTHREAD
+cat >"$1" <<EOF
+global
+    nbthread $2
+    maxconn $HAP_MAXCONN
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+    maxconn $HAP_MAXCONN
+frontend fe
+    bind 127.0.0.1:$HPORT ssl crt $RUN/haproxy.pem alpn http/1.1
+    default_backend app
+backend app
+    balance source
+    server s1 127.0.0.1:$UPORT
+EOF
+}
+HAP_CFG="$RUN/haproxy.cfg"
+gen_haproxy_cfg "$HAP_CFG" 1
+gen_haproxy_cfg "$RUN/haproxy-all.cfg" "$NPROC"
+HAPROXY_CMD=("$HAPROXY" -db -f "$HAP_CFG")
+HAPROXY_ALL_CMD=("$HAPROXY" -db -f "$RUN/haproxy-all.cfg")
+if has_proxy haproxy; then
+    "$HAPROXY" -c -f "$HAP_CFG" >"$RUN/haproxy-c.log" 2>&1 || die "haproxy -c failed: $(cat "$RUN/haproxy-c.log")"
+fi
 
 PROXY_PID=""
-start_proxy() { # start_proxy NAME -> PROXY_PID, PROXY_PORT
-    local name=$1 log="$RUN/$1.log"
-    echo "---- start $(date +%T)" >>"$log"
+start_proxy() { # start_proxy NAME -> PROXY_PID, PROXY_PORT (NAME: wsgate nginx haproxy, wsgate-pol, *-all)
+    local name=$1 log="$RUN/${1%%-*}.log"
+    echo "---- start $name $(date +%T)" >>"$log"
     case $name in
     wsgate)
         "${PIN_PROXY[@]}" "${WSGATE_CMD[@]}" >>"$log" 2>&1 &
         PROXY_PORT=$WPORT
         ;;
+    wsgate-pol)
+        "${PIN_PROXY[@]}" "${WSGATE_POL_CMD[@]}" >>"$log" 2>&1 &
+        PROXY_PORT=$WPORT
+        ;;
+    wsgate-all)
+        "${WSGATE_ALL_CMD[@]}" >>"$log" 2>&1 &
+        PROXY_PORT=$WPORT
+        ;;
     nginx)
         "${PIN_PROXY[@]}" "${NGINX_CMD[@]}" >>"$log" 2>&1 &
         PROXY_PORT=$NPORT
+        ;;
+    nginx-all)
+        "${NGINX_ALL_CMD[@]}" >>"$log" 2>&1 &
+        PROXY_PORT=$NPORT
+        ;;
+    haproxy)
+        "${PIN_PROXY[@]}" "${HAPROXY_CMD[@]}" >>"$log" 2>&1 &
+        PROXY_PORT=$HPORT
+        ;;
+    haproxy-all)
+        "${HAPROXY_ALL_CMD[@]}" >>"$log" 2>&1 &
+        PROXY_PORT=$HPORT
         ;;
     esac
     PROXY_PID=$!
@@ -245,8 +366,8 @@ stop_proxy() {
         problem "$name (pid $PROXY_PID) had exited (status $?) before it was stopped; see $RUN/$name.log"
     fi
     stop_pid "$PROXY_PID"
-    [ "$name" = nginx ] && [ -f "$RUN/nginx-error.log" ] && cat "$RUN/nginx-error.log" >>"$RUN/nginx.log" &&
-        : >"$RUN/nginx-error.log"
+    case $name in nginx*) [ -f "$RUN/nginx-error.log" ] && cat "$RUN/nginx-error.log" >>"$RUN/nginx.log" &&
+        : >"$RUN/nginx-error.log" ;; esac
     PROXY_PID=""
 }
 
@@ -289,15 +410,17 @@ jget() { # jget FIELD < json line
     sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\)\"\{0,1\}[,}].*/\1/p"
 }
 
-run_echo() { # run_echo LABEL PORT MODE(--tls|--plain) SIZE SERVER_PID
+run_echo() { # run_echo LABEL PORT MODE(--tls|--plain) SIZE SERVER_PID [LOADGEN ARGS...]
     local label=$1 port=$2 mode=$3 size=$4 spid=$5 cmd out rc pt0 pt1 gt0 gt1 w0 w1
-    cmd=("$LOADGEN" -u "127.0.0.1:$port" "$mode" -c "$CONNS" -s "$size" -d "$DUR" --warmup "$WARM" --label "$label")
+    cmd=("$LOADGEN" -u "127.0.0.1:$port" "$mode" -c "$CONNS" -s "$size" -d "$DUR" --warmup "$WARM" "${@:6}"
+        --label "$label")
     [ -n "$CIPHER" ] && [ "$mode" = --tls ] && cmd+=(--cipher "$CIPHER")
     echo "${cmd[*]}" >>"$COMMANDS"
+    loadavg_note
     pt0=$(pid_ticks "$spid")
     gt0=$(cpu_busy_ticks $GEN_CPU)
     w0=$(now_ms)
-    out=$("${PIN_GEN[@]}" timeout $((DUR + WARM + 150)) "${cmd[@]}" 2>>"$RUN/loadgen.log")
+    out=$("${PIN_GEN[@]}" timeout $((${DUR%.*} + ${WARM%.*} + 150)) "${cmd[@]}" 2>>"$RUN/loadgen.log")
     rc=$?
     w1=$(now_ms)
     pt1=$(pid_ticks "$spid")
@@ -380,32 +503,96 @@ run_idle() { # run_idle NAME PORT
     say "$name idle: $ready conns, RSS $rss0 -> $rss1 kB, TCP mem $mem0 -> $mem1 pages, TCP sockets $inuse0 -> $inuse1, slab $slab0 -> $slab1 kB"
 }
 
+# ------------------------------------------------------------------ handshakes/s, mbedTLS ceilings
+run_hs() { # run_hs LABEL PORT SERVER_PID [LOADGEN ARGS...]: closed-loop handshakes/s
+    local label=$1 port=$2 spid=$3 cmd out rc pt0 pt1 gt0 gt1 w0 w1
+    cmd=("$LOADGEN" -u "127.0.0.1:$port" --tls --handshakes 10000000 --concurrency "$HS_CONC" -d "$HS_SECONDS"
+        --warmup 0.5 "${@:4}" --label "$label")
+    echo "${cmd[*]}" >>"$COMMANDS"
+    loadavg_note
+    pt0=$(pid_ticks "$spid")
+    gt0=$(cpu_busy_ticks $GEN_CPU)
+    w0=$(now_ms)
+    out=$("${PIN_GEN[@]}" timeout $((${HS_SECONDS%.*} + 60)) "${cmd[@]}" 2>>"$RUN/loadgen.log")
+    rc=$?
+    w1=$(now_ms)
+    pt1=$(pid_ticks "$spid")
+    gt1=$(cpu_busy_ticks $GEN_CPU)
+    local pc gc
+    pc=$(awk -v a="$pt0" -v b="$pt1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
+    gc=$(awk -v a="$gt0" -v b="$gt1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
+    if [ -z "$out" ]; then
+        problem "$label: loadgen printed nothing (exit $rc)"
+        return
+    fi
+    out=$(echo "$out" | sed "s/}\$/,\"server_cpu_pct\":$pc,\"gen_cpu_pct\":$gc}/")
+    echo "$out" >>"$RESULTS"
+    [ "$rc" != 0 ] && problem "$label: exit $rc (a handshake failed, or a resumption was refused): $out"
+    say "$(echo "$out" | sed 's/^{"mode":"handshake",//; s/,"first_error":"".*//')"
+}
+
+hs_modes() { # the handshake rows: "NAME ARGS"
+    echo "hs13full"
+    echo "hs13res --resume"
+    if [ "$HS_TLS12" = 1 ]; then
+        echo "hs12full --tls12"
+        echo "hs12res --tls12 --resume"
+    fi
+}
+
+LOADAVG="$RUN/loadavg.txt"
+: >"$LOADAVG"
+loadavg_note() { cut -d' ' -f1 /proc/loadavg >>"$LOADAVG"; }
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # ------------------------------------------------------------------ the runs
 say "results and logs in $RUN"
+RAW_RES="$RUN/mbedtls_raw.jsonl"
+: >"$RAW_RES"
+if [ "$RAW_SECONDS" != 0 ]; then
+    # pinned to the proxy CPU, nothing of ours running meanwhile; CPU-time based (robust to noise)
+    RAW_CMD=("$RAW" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS")
+    echo "${RAW_CMD[*]}" >>"$COMMANDS"
+    loadavg_note
+    "${PIN_PROXY[@]}" timeout 120 "${RAW_CMD[@]}" >"$RAW_RES" 2>"$RUN/mbedtls_raw.log" ||
+        problem "mbedtls_raw failed: $(tail -2 "$RUN/mbedtls_raw.log")"
+    grep '^mbedtls_raw ' "$RUN/mbedtls_raw.log" | while read -r l; do say "$l"; done
+fi
 for size in $SIZES; do
     for r in $(seq 1 "$REPS"); do
         run_echo "direct-$size-$r" "$UPORT" --plain "$size" "$ECHO_PID"
     done
 done
+check_alive() { # check_alive NAME WHAT: restart the proxy if it died
+    kill -0 "$PROXY_PID" 2>/dev/null || {
+        problem "$1 exited during $2"
+        forget_pid "$PROXY_PID"
+        start_proxy "$1"
+    }
+}
 for px in $PROXIES; do
     start_proxy "$px"
     for size in $SIZES; do
         for r in $(seq 1 "$REPS"); do
             run_echo "$px-$size-$r" "$PROXY_PORT" --tls "$size" "$PROXY_PID"
-            kill -0 "$PROXY_PID" 2>/dev/null || {
-                problem "$px exited during $px-$size-$r"
-                start_proxy "$px"
-            }
+            check_alive "$px" "$px-$size-$r"
         done
     done
+    while read -r mode args; do
+        for r in $(seq 1 "$REPS"); do
+            # shellcheck disable=SC2086
+            run_hs "$px-$mode-$r" "$PROXY_PORT" "$PROXY_PID" $args
+            check_alive "$px" "$px-$mode-$r"
+        done
+    done < <(hs_modes)
     stop_proxy "$px"
-    start_proxy "$px"
-    run_idle "$px" "$PROXY_PORT"
-    stop_proxy "$px"
+    if [ "$IDLE" != 0 ]; then
+        start_proxy "$px"
+        run_idle "$px" "$PROXY_PORT"
+        stop_proxy "$px"
+    fi
 done
-kill -0 "$ECHO_PID" 2>/dev/null || problem "echo_upstream exited during the run"
 
-# ------------------------------------------------------------------ the table
 agg() { # agg LABEL_PREFIX FIELD -> "median min max" (or "- - -")
     grep "\"label\":\"$1-[0-9]*\"" "$RESULTS" | jget "$2" | sort -g |
         awk '{v[NR] = $1} END {
@@ -413,63 +600,246 @@ agg() { # agg LABEL_PREFIX FIELD -> "median min max" (or "- - -")
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
             print m, v[1], v[NR] }'
 }
-cell() { # cell "median min max" FORMAT
-    echo "$1" | awk -v f="$2" '$1 == "-" {print "-"; next} {printf f " [" f "-" f "]\n", $1, $2, $3}'
+
+# p50/p99 under a fixed load: 50% of nginx's closed-loop 64 B maximum, the same rate for every proxy
+RATE=""
+if [ "$DO_RATE" = 1 ]; then
+    RATE=$RATE_MSGS
+    if [ -z "$RATE" ]; then
+        nmax=$(agg nginx-64 msgs_per_s)
+        nmax=${nmax%% *}
+        [ "$nmax" != "-" ] && RATE=$(awk -v m="$nmax" 'BEGIN {printf "%.0f", m / 2}')
+    fi
+    if [ -z "$RATE" ] || [ "$RATE" = 0 ]; then
+        say "no nginx 64 B result (BENCH_SIZES / BENCH_PROXIES): rate runs skipped; set BENCH_RATE_MSGS"
+        RATE=""
+    else
+        for px in $PROXIES; do
+            start_proxy "$px"
+            for r in $(seq 1 "$REPS"); do
+                run_echo "$px-rate64-$r" "$PROXY_PORT" --tls 64 "$PROXY_PID" --rate "$RATE"
+                check_alive "$px" "$px-rate64-$r"
+            done
+            stop_proxy "$px"
+        done
+    fi
+fi
+
+# policies on vs off: the same wsgate, interleaved (off, on, off, on, ...) so drift hits both
+POL_CHECK=""
+if [ "$DO_POLICIES" = 1 ] && has_proxy wsgate; then
+    for r in $(seq 1 "$REPS"); do
+        start_proxy wsgate
+        run_echo "wsgate-poloff-64-$r" "$PROXY_PORT" --tls 64 "$PROXY_PID" "${POLICY_CLIENT[@]}"
+        stop_proxy wsgate
+        start_proxy wsgate-pol
+        run_echo "wsgate-polon-64-$r" "$PROXY_PORT" --tls 64 "$PROXY_PID" "${POLICY_CLIENT[@]}"
+        if [ "$r" = 1 ]; then
+            # the rules are really on: an Origin outside the list must be refused with 403
+            o=$("${PIN_GEN[@]}" timeout 20 "$LOADGEN" -u "127.0.0.1:$PROXY_PORT" --tls -c 1 -s 64 -d 0.2 --warmup 0 \
+                --origin https://other.test --subprotocol chat --label polcheck 2>/dev/null)
+            if echo "$o" | grep -q 'upgrade refused: HTTP/1.1 403'; then
+                POL_CHECK="checked: Origin https://other.test refused with 403"
+            else
+                POL_CHECK="NOT checked"
+                problem "policies-on wsgate did not refuse a foreign Origin with 403: $o"
+            fi
+        fi
+        stop_proxy wsgate-pol
+    done
+fi
+
+# all workers: every proxy on every CPU (not pinned), the generator still pinned to its CPU
+if [ "$ALL_WORKERS" = 1 ]; then
+    for px in $PROXIES; do
+        start_proxy "$px-all"
+        for size in $ALL_SIZES; do
+            for r in $(seq 1 "$REPS"); do
+                run_echo "$px-all-$size-$r" "$PROXY_PORT" --tls "$size" "$PROXY_PID"
+                check_alive "$px-all" "$px-all-$size-$r"
+            done
+        done
+        stop_proxy "$px-all"
+    done
+fi
+kill -0 "$ECHO_PID" 2>/dev/null || problem "echo_upstream exited during the run"
+
+# ------------------------------------------------------------------ the table
+cell() { # cell "median min max" FORMAT [DIVISOR]
+    echo "$1" | awk -v f="$2" -v d="${3:-1}" '$1 == "-" {print "-"; next}
+        {printf f " [" f "-" f "]\n", $1 / d, $2 / d, $3 / d}'
 }
 ratio() { # ratio A B
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
 }
-has() { case " $PROXIES " in *" $1 "*) return 0 ;; esac; return 1; }
-
+med() { local m; m=$(agg "$1" "$2"); echo "${m%% *}"; }
 negotiated() { grep "\"label\":\"$1-" "$RESULTS" | head -1 | { read -r l; echo "$(echo "$l" | jget proto) $(echo "$l" | jget cipher)"; }; }
+rawget() { # rawget MODE KEY VALUE FIELD: a field of mbedtls_raw's line whose KEY is VALUE
+    grep "\"mode\":\"$1\"" "$RAW_RES" 2>/dev/null | grep "\"$2\":\"$3\"" | head -1 | jget "$4"
+}
+size_name() {
+    case $1 in
+    1024) echo "1 KiB" ;; 16384) echo "16 KiB" ;; 262144) echo "256 KiB" ;; 65536) echo "64 KiB" ;;
+    *) echo "$1 B" ;;
+    esac
+}
+fmt_row() { printf '%-36s %-24s %-24s %-24s %-6s %-6s %s\n' "$@"; }
+prow() { # prow NAME LABEL_SUFFIX FIELD FORMAT REFERENCE [DIVISOR]
+    local w n h
+    w=$(agg "wsgate-$2" "$3")
+    n=$(agg "nginx-$2" "$3")
+    h=$(agg "haproxy-$2" "$3")
+    fmt_row "$1" "$(cell "$w" "$4" "${6:-1}")" "$(cell "$n" "$4" "${6:-1}")" "$(cell "$h" "$4" "${6:-1}")" \
+        "$(ratio "${w%% *}" "${n%% *}")" "$(ratio "${w%% *}" "${h%% *}")" "$5"
+}
+percpu() { # percpu NAME LABEL_SUFFIX FIELD: median FIELD / median proxy CPU share, every proxy
+    local w n h
+    w=$(percpu1 "wsgate-$2" "$3"); n=$(percpu1 "nginx-$2" "$3"); h=$(percpu1 "haproxy-$2" "$3")
+    fmt_row "$1" "$w" "$n" "$h" "$(ratio "$w" "$n")" "$(ratio "$w" "$h")" "(median / median proxy CPU share)"
+}
+percpu1() {
+    awk -v a="$(med "$1" "$2")" -v c="$(med "$1" server_cpu_pct)" \
+        'BEGIN { if (a == "-" || a == "" || c == "-" || c + 0 == 0) print "-"; else printf "%.0f\n", a / (c / 100) }'
+}
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.0f%%\n", 100 * a / b }'; }
 
 {
     echo
-    echo "== wsgate bench, $(date -u '+%Y-%m-%d %H:%M UTC') =="
-    echo "machine: nproc=$NPROC, CPU: $CPU_MODEL, kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)"
-    echo "wsgate: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') ($WSGATE); nginx: $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'); loadgen TLS: $(openssl version | cut -d' ' -f1-2)"
+    echo "== wsgate bench, $(date -u '+%Y-%m-%d %H:%M UTC')$([ "$QUICK" = 1 ] && echo ' (BENCH_QUICK=1 smoke run: numbers are rough)') =="
+    echo "machine: nproc=$NPROC, CPU: $CPU_MODEL, kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+    echo "load average: before the run $LOAD_BEFORE; 1-min value sampled at each measurement: $(sort -g "$LOADAVG" | awk '{v[NR] = $1} END {if (NR) printf "min %s median %s max %s (n=%d)", v[1], v[int((NR + 1) / 2)], v[NR], NR}') (our proxy + generator account for about 2 of it)"
+    echo "wsgate: $WSGATE (built $(date -u -r "$WSGATE" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$WSGATE" | cut -c1-12); tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')); nginx: $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'); haproxy: $("$HAPROXY" -v 2>/dev/null | head -1 | awk '{print $3}'); loadgen TLS: $(openssl version | cut -d' ' -f1-2); mbedTLS: $(sed -n 's/^mbedtls_raw: //p' "$RUN/mbedtls_raw.log" 2>/dev/null | head -1)"
     echo "$PIN_NOTE; ulimit -n $NOFILE"
     echo "echo: $CONNS connections, closed loop (1 message in flight each), $REPS x ${DUR} s (+${WARM} s warm-up): median [min-max]"
-    for px in $PROXIES; do echo "TLS with $px: $(negotiated "$px")"; done
+    echo "handshakes: $HS_CONC in flight, closed loop (connect, handshake, close_notify, close), $REPS x ${HS_SECONDS} s (+0.5 s warm-up), ECDSA P-256 certificate"
+    for px in $PROXIES; do echo "TLS with $px: echo $(negotiated "$px"), handshakes $(negotiated "$px-hs13full") / $(negotiated "$px-hs12full")"; done
+    echo "ratios: ws/ngx = wsgate / nginx, ws/hap = wsgate / HAProxy (medians): above 1 is better for msgs/s and handshakes/s, below 1 for latency, CPU and memory"
     echo
-    fmt_row() { printf '%-30s %-28s %-28s %-8s %s\n' "$@"; }
-    fmt_row "metric" "wsgate" "nginx" "ws/ngx" "direct plaintext (ceiling)"
+    fmt_row "metric" "wsgate" "nginx" "haproxy" "ws/ngx" "ws/hap" "reference"
     for size in $SIZES; do
-        lab="$size B"
-        [ "$size" = 1024 ] && lab="1 KiB"
-        for f in msgs_per_s p50_us p99_us p999_us server_cpu_pct gen_cpu_pct; do
-            case $f in
-            msgs_per_s) name="echo $lab msgs/s"; fm="%.0f" ;;
-            p50_us) name="echo $lab p50 latency us"; fm="%.0f" ;;
-            p99_us) name="echo $lab p99 latency us"; fm="%.0f" ;;
-            p999_us) name="echo $lab p99.9 latency us"; fm="%.0f" ;;
-            server_cpu_pct) name="  proxy/upstream CPU %"; fm="%.0f" ;;
-            gen_cpu_pct) name="  generator CPU (CPU $GEN_CPU) %"; fm="%.0f" ;;
-            esac
-            w=$(agg "wsgate-$size" $f)
-            n=$(agg "nginx-$size" $f)
-            d=$(agg "direct-$size" $f)
-            fmt_row "$name" "$(cell "$w" $fm)" "$(cell "$n" $fm)" "$(ratio "${w%% *}" "${n%% *}")" "$(cell "$d" $fm)"
-        done
+        lab=$(size_name "$size")
+        d=$(agg "direct-$size" msgs_per_s)
+        prow "echo $lab msgs/s" "$size" msgs_per_s "%.0f" "direct plaintext: $(cell "$d" "%.0f")"
+        if [ "$size" -ge 16384 ]; then
+            d=$(agg "direct-$size" bytes_per_s)
+            prow "echo $lab MB/s (payload echoed)" "$size" bytes_per_s "%.1f" "direct plaintext: $(cell "$d" "%.1f" 1e6)" 1e6
+        fi
+        d=$(agg "direct-$size" p50_us)
+        prow "echo $lab p50 latency us" "$size" p50_us "%.0f" "direct: $(cell "$d" "%.0f")"
+        d=$(agg "direct-$size" p99_us)
+        prow "echo $lab p99 latency us" "$size" p99_us "%.0f" "direct: $(cell "$d" "%.0f")"
+        d=$(agg "direct-$size" p999_us)
+        prow "echo $lab p99.9 latency us" "$size" p999_us "%.0f" "direct: $(cell "$d" "%.0f")"
+        d=$(agg "direct-$size" server_cpu_pct)
+        prow "  proxy CPU %" "$size" server_cpu_pct "%.0f" "echo_upstream CPU % (direct): $(cell "$d" "%.0f")"
+        d=$(agg "direct-$size" gen_cpu_pct)
+        prow "  generator CPU (CPU $GEN_CPU) %" "$size" gen_cpu_pct "%.0f" "direct: $(cell "$d" "%.0f")"
+        percpu "  msgs per proxy CPU-second" "$size" msgs_per_s
     done
+    # wsgate's bytes/s at 256 KiB against mbedTLS's own record speed for the suite wsgate negotiated
+    big=""
+    for size in $SIZES; do [ "$size" = 262144 ] && big=262144; done
+    if [ -n "$big" ]; then
+        wc=$(grep '"label":"wsgate-262144-' "$RESULTS" | head -1 | jget cipher)
+        raw=$(rawget record openssl_name "$wc" mb_per_s)
+        rawname=$(rawget record openssl_name "$wc" suite)
+        wb=$(med wsgate-262144 bytes_per_s)
+        wcpu=$(med wsgate-262144 server_cpu_pct)
+        wmb=$(awk -v b="$wb" 'BEGIN { if (b == "-" || b == "") print "-"; else print b / 1e6 }')
+        wmbc=$(awk -v b="$wb" -v c="$wcpu" 'BEGIN { if (b == "-" || b == "" || c + 0 == 0) print "-"; else print b / 1e6 / (c / 100) }')
+        fmt_row "echo 256 KiB: % of mbedTLS raw" "$(pct "$wmb" "$raw") ($(pct "$wmbc" "$raw") per CPU-s)" "(OpenSSL)" "(OpenSSL)" "" "" \
+            "mbedTLS raw ${rawname:-?}: ${raw:--} MB/s encrypt+decrypt per core"
+    fi
+    while read -r mode args; do
+        case $mode in
+        hs13full) name="TLS 1.3 full handshakes/s"; proto=TLSv1.3 ;;
+        hs13res) name="TLS 1.3 resumed (ticket) handshakes/s"; proto="" ;;
+        hs12full) name="TLS 1.2 full handshakes/s"; proto=TLSv1.2 ;;
+        hs12res) name="TLS 1.2 resumed (ticket) handshakes/s"; proto="" ;;
+        esac
+        ref=""
+        if [ -n "$proto" ]; then
+            ceil=$(rawget handshake proto "$proto" server_per_s)
+            ref="mbedTLS server side, full ECDSA+X25519: ${ceil:--}/s per core"
+        fi
+        prow "$name" "$mode" handshakes_per_s "%.0f" "$ref"
+        prow "  p99 handshake latency us" "$mode" p99_us "%.0f" ""
+        prow "  proxy CPU %" "$mode" server_cpu_pct "%.0f" ""
+        prow "  generator CPU (CPU $GEN_CPU) %" "$mode" gen_cpu_pct "%.0f" ""
+        percpu "  handshakes per proxy CPU-second" "$mode" handshakes_per_s
+        if [ -n "$proto" ]; then
+            wh=$(med "wsgate-$mode" handshakes_per_s)
+            wcpu=$(med "wsgate-$mode" server_cpu_pct)
+            whc=$(awk -v b="$wh" -v c="$wcpu" 'BEGIN { if (b == "-" || b == "" || c + 0 == 0) print "-"; else print b / (c / 100) }')
+            fmt_row "  wsgate: % of mbedTLS ceiling" "$(pct "$wh" "$ceil") ($(pct "$whc" "$ceil") per CPU-s)" "" "" "" "" ""
+        fi
+    done < <(hs_modes)
+    if [ -n "$RATE" ]; then
+        prow "64 B at $RATE msgs/s: p50 us" rate64 p50_us "%.0f" "open loop (--rate), 50% of nginx's 64 B msgs/s"
+        prow "64 B at $RATE msgs/s: p99 us" rate64 p99_us "%.0f" ""
+        prow "64 B at $RATE msgs/s: p99.9 us" rate64 p999_us "%.0f" ""
+        prow "  achieved msgs/s" rate64 msgs_per_s "%.0f" ""
+        prow "  proxy CPU %" rate64 server_cpu_pct "%.0f" ""
+    fi
     idle_field() { awk -v p="$1" -v k="$2" '$1 == p {print $k}' "$IDLE_RES"; }
     per() { awk -v a="$1" -v n="$2" -v m="$3" -v f="$4" 'BEGIN { if (a == "" || n == "" || n + 0 == 0) print "-"; else printf f "\n", a * m / n }'; }
-    wn=$(idle_field wsgate 2); nn=$(idle_field nginx 2)
-    wr=$(per "$(idle_field wsgate 3)" "$wn" 1 "%.1f"); nr=$(per "$(idle_field nginx 3)" "$nn" 1 "%.1f")
-    fmt_row "idle conns held" "${wn:--}" "${nn:--}" "" ""
-    fmt_row "idle: proxy RSS KiB/conn" "$wr" "$nr" "$(ratio "$wr" "$nr")" "(process VmRSS delta / conns)"
-    wk=$(per "$(idle_field wsgate 4)" "$wn" 4096 "%.0f"); nk=$(per "$(idle_field nginx 4)" "$nn" 4096 "%.0f")
-    fmt_row "idle: kernel TCP mem B/conn" "$wk" "$nk" "$(ratio "$wk" "$nk")" "(sockstat TCP mem pages delta, all 4 sockets)"
-    ws=$(per "$(idle_field wsgate 6)" "$wn" 1 "%.1f"); ns=$(per "$(idle_field nginx 6)" "$nn" 1 "%.1f")
-    fmt_row "idle: kernel slab KiB/conn" "$ws" "$ns" "$(ratio "$ws" "$ns")" "(meminfo Slab delta, informative)"
-    wh=$(per "$wn" "$(idle_field wsgate 7)" 1 "%.0f"); nh=$(per "$nn" "$(idle_field nginx 7)" 1 "%.0f")
-    fmt_row "idle: conns set up /s" "$wh" "$nh" "$(ratio "$wh" "$nh")" "(TLS+upgrade, 100 in flight; informative)"
+    if [ "$IDLE" != 0 ]; then
+        wn=$(idle_field wsgate 2); nn=$(idle_field nginx 2); hn=$(idle_field haproxy 2)
+        fmt_row "idle conns held" "${wn:--}" "${nn:--}" "${hn:--}" "" "" ""
+        wr=$(per "$(idle_field wsgate 3)" "$wn" 1 "%.1f"); nr=$(per "$(idle_field nginx 3)" "$nn" 1 "%.1f"); hr=$(per "$(idle_field haproxy 3)" "$hn" 1 "%.1f")
+        fmt_row "idle: proxy RSS KiB/conn" "$wr" "$nr" "$hr" "$(ratio "$wr" "$nr")" "$(ratio "$wr" "$hr")" "(process VmRSS delta / conns)"
+        wk=$(per "$(idle_field wsgate 4)" "$wn" 4096 "%.0f"); nk=$(per "$(idle_field nginx 4)" "$nn" 4096 "%.0f"); hk=$(per "$(idle_field haproxy 4)" "$hn" 4096 "%.0f")
+        fmt_row "idle: kernel TCP mem B/conn" "$wk" "$nk" "$hk" "$(ratio "$wk" "$nk")" "$(ratio "$wk" "$hk")" "(sockstat TCP mem pages delta, all 4 sockets)"
+        ws=$(per "$(idle_field wsgate 6)" "$wn" 1 "%.1f"); ns=$(per "$(idle_field nginx 6)" "$nn" 1 "%.1f"); hs=$(per "$(idle_field haproxy 6)" "$hn" 1 "%.1f")
+        fmt_row "idle: kernel slab KiB/conn" "$ws" "$ns" "$hs" "$(ratio "$ws" "$ns")" "$(ratio "$ws" "$hs")" "(meminfo Slab delta, informative)"
+        wh=$(per "$wn" "$(idle_field wsgate 7)" 1 "%.0f"); nh=$(per "$nn" "$(idle_field nginx 7)" 1 "%.0f"); hh=$(per "$hn" "$(idle_field haproxy 7)" 1 "%.0f")
+        fmt_row "idle: conns set up /s" "$wh" "$nh" "$hh" "$(ratio "$wh" "$nh")" "$(ratio "$wh" "$hh")" "(TLS+upgrade, 100 in flight; informative)"
+    fi
+    if [ "$ALL_WORKERS" = 1 ]; then
+        for size in $ALL_SIZES; do
+            prow "all workers: echo $(size_name "$size") msgs/s" "all-$size" msgs_per_s "%.0f" "wsgate --workers $NPROC, nginx worker_processes auto, haproxy nbthread $NPROC"
+            prow "all workers: echo $(size_name "$size") p99 us" "all-$size" p99_us "%.0f" ""
+            prow "  proxy CPU %" "all-$size" server_cpu_pct "%.0f" ""
+        done
+    fi
+    if [ "$DO_POLICIES" = 1 ] && has_proxy wsgate; then
+        off=$(agg wsgate-poloff-64 msgs_per_s)
+        on=$(agg wsgate-polon-64 msgs_per_s)
+        offc=$(agg wsgate-poloff-64 server_cpu_pct)
+        onc=$(agg wsgate-polon-64 server_cpu_pct)
+        echo
+        echo "policies (wsgate, 64 B echo, off and on runs interleaved, same client headers; $POL_CHECK):"
+        printf '  %-22s %-26s CPU %% %s\n' "policies off" "$(cell "$off" "%.0f") msgs/s" "$(cell "$offc" "%.0f")"
+        printf '  %-22s %-26s CPU %% %s\n' "policies on" "$(cell "$on" "%.0f") msgs/s" "$(cell "$onc" "%.0f")"
+        echo "  on/off msgs/s ratio: $(ratio "${on%% *}" "${off%% *}")   (rules: ${POLICY_ARGS[*]})"
+    fi
+    if [ -s "$RAW_RES" ]; then
+        echo
+        echo "mbedTLS's own ceilings (bench/mbedtls_raw: client and server in one process over memory, no sockets; per CPU-second, pinned to CPU $PROXY_CPU):"
+        grep '"mode":"record"' "$RAW_RES" | while read -r l; do
+            printf '  %-34s %8s MB/s encrypt+decrypt (encrypt %s, decrypt %s MB/s), %s KiB writes\n' \
+                "$(echo "$l" | jget suite)" "$(echo "$l" | jget mb_per_s)" "$(echo "$l" | jget enc_mb_per_s)" \
+                "$(echo "$l" | jget dec_mb_per_s)" "$(($(echo "$l" | jget write_size) / 1024))"
+        done
+        grep '"mode":"handshake"' "$RAW_RES" | while read -r l; do
+            printf '  %-34s %8s full handshakes/s server side per core (%s ms each; client side %s/s)\n' \
+                "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" "$(echo "$l" | jget server_ms)" \
+                "$(echo "$l" | jget client_per_s)"
+        done
+    fi
     echo
-    echo "commands (ports: upstream $UPORT, wsgate $WPORT, nginx $NPORT; nginx config: $NGINX_CONF):"
+    echo "commands (ports: upstream $UPORT, wsgate $WPORT, nginx $NPORT, haproxy $HPORT; configs: $NGINX_CONF, $HAP_CFG):"
     echo "  $ECHO -p $UPORT   (pinned with taskset to the generator CPU)"
     echo "  ${WSGATE_CMD[*]}"
+    [ "$DO_POLICIES" = 1 ] && echo "  ${WSGATE_POL_CMD[*]}"
     echo "  ${NGINX_CMD[*]}"
-    sed 's/^/  /' "$COMMANDS" | awk '!seen[$0]++' | sed 's/--label [^ ]*-[0-9]*$/--label .../' | awk '!seen[$0]++'
+    echo "  ${HAPROXY_CMD[*]}"
+    if [ "$ALL_WORKERS" = 1 ]; then
+        echo "  ${WSGATE_ALL_CMD[*]}"
+        echo "  ${NGINX_ALL_CMD[*]}"
+        echo "  ${HAPROXY_ALL_CMD[*]}"
+    fi
+    sed 's/--label [^ ]*-[0-9]*$/--label .../' "$COMMANDS" | sed 's/^/  /' | awk '!seen[$0]++'
     if [ -s "$RUN/problems.txt" ]; then
         echo
         echo "PROBLEMS seen during the run ($RUN/problems.txt; proxy logs in $RUN/*.log):"

@@ -101,3 +101,44 @@ test('watch_certs on: replacing the files reloads by itself, once, without a sig
   await new Promise((r) => setTimeout(r, 1500));
   assert.ok(!/generation 3/.test(w.log()), 'two file changes caused two reloads (no debounce)');
 });
+
+test('a session ticket issued before a rotation still resumes after it (ticket keys are not per certificate)', T,
+  async () => {
+    const sess = path.join(dir, 'ticket.sess');
+    const s1 = await run('openssl', ['s_client', '-connect', `127.0.0.1:${gw.port}`, '-servername', 'reload.test',
+      '-tls1_2', '-sess_out', sess], { delayMs: 300 });
+    assert.match(s1.out, /New, TLSv1\.2/, s1.out);
+    install(certA);
+    const out = await reloadAndWait('rotation back to A');
+    assert.match(out, /reloaded/);
+    const s2 = await run('openssl', ['s_client', '-connect', `127.0.0.1:${gw.port}`, '-servername', 'reload.test',
+      '-tls1_2', '-sess_in', sess], { delayMs: 300 });
+    assert.match(s2.out, /Reused, TLSv1\.2/, `not resumed after the rotation:\n${s2.out}`);
+  });
+
+test('SIGHUP: an established WebSocket keeps the policy it started with; new ones get the new one', T, async () => {
+  const good = fs.readFileSync(conf, 'utf8');
+  fs.writeFileSync(conf, `${good}client_max_message 1k\n`);
+  assert.match(await reloadAndWait('policy 1k'), /reloaded/);
+  const open = async () => {
+    const ws = new WebSocket(`wss://127.0.0.1:${gw.port}/`, { rejectUnauthorized: false, servername: 'reload.test' });
+    ws.got = [];
+    ws.closedWith = null;
+    ws.on('message', (d) => ws.got.push(d.length));
+    ws.on('close', (code) => { ws.closedWith = code; });
+    await withTimeout(new Promise((r, j) => { ws.once('open', r); ws.once('error', j); }), 5000, 'open');
+    return ws;
+  };
+  const old = await open(); /* started under the 1k limit */
+  fs.writeFileSync(conf, `${good}client_max_message 64k\n`);
+  assert.match(await reloadAndWait('policy 64k'), /reloaded/);
+  const fresh = await open();
+  fresh.send(Buffer.alloc(4000));
+  await waitFor(() => fresh.got.includes(4000), 5000, 'the new session echoes 4000 bytes under 64k');
+  old.send(Buffer.alloc(4000));
+  await waitFor(() => old.closedWith !== null, 5000, 'the old session closes under its 1k limit');
+  assert.equal(old.closedWith, 1009);
+  fresh.close();
+  fs.writeFileSync(conf, good);
+  await reloadAndWait('restore');
+});

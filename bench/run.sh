@@ -9,7 +9,9 @@
 #   BENCH_CONNS [64]       connections of the echo measurement
 #   BENCH_SIZES ["64 1024 16384 262144", q: "64 262144"] message sizes in bytes
 #   BENCH_CIPHER []        a TLS 1.3 suite to force (e.g. TLS_AES_128_GCM_SHA256); empty: negotiated
-#   BENCH_PORT_BASE [random 20000-39000]  upstream = base, wsgate = base+1, nginx = base+2, haproxy = base+3
+#   BENCH_PORT_BASE [random 20000-32000]  upstream = base, wsgate = base+1, nginx = base+2, haproxy = base+3
+#                          (below the kernel's ephemeral range, so the idle run's 15,000 client ports and
+#                          their TIME_WAITs can never hold a proxy's port)
 #   BENCH_PROXIES ["wsgate nginx haproxy"]
 #   BENCH_HS_SECONDS [3, q: 1]  seconds per handshakes/s measurement (after 0.5 s warm-up)
 #   BENCH_HS_CONC [16]     handshakes in flight (closed loop)
@@ -53,7 +55,7 @@ RATE_MSGS=${BENCH_RATE_MSGS:-}
 DO_POLICIES=${BENCH_POLICIES:-1}
 ALL_WORKERS=${BENCH_ALL_WORKERS:-0}
 ALL_SIZES=${BENCH_ALL_SIZES:-"64 1024"}
-BASE=${BENCH_PORT_BASE:-$((20000 + RANDOM % 19000))}
+BASE=${BENCH_PORT_BASE:-$((20000 + RANDOM % 12000))}
 UPORT=$BASE
 WPORT=$((BASE + 1))
 NPORT=$((BASE + 2))

@@ -108,29 +108,6 @@ int wsg_certs_name_ok(const char *name, const char **why)
     }
 }
 
-/* "CN=<name>" with the characters RFC 4514 treats specially escaped. */
-static int cn_subject(const char *name, char *out, size_t cap)
-{
-    size_t o = (size_t)snprintf(out, cap, "CN=");
-    for (const char *p = name; *p != '\0'; p++) {
-        if (o + 3 > cap)
-            return -1;
-        if (strchr(",=+<>#;\\\"", *p) != NULL)
-            out[o++] = '\\';
-        out[o++] = *p;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
-static int utc_stamp(time_t when, char out[16])
-{
-    struct tm tm;
-    if (gmtime_r(&when, &tm) == NULL || tm.tm_year + 1900 > 9999)
-        return -1;
-    return strftime(out, 16, "%Y%m%d%H%M%S", &tm) == 14 ? 0 : -1;
-}
-
 /* Who signs: a key, its subject as a string, and its subject key identifier when it has one. */
 struct signer {
     mbedtls_pk_context *key;
@@ -169,7 +146,7 @@ static int write_cert(mbedtls_ctr_drbg_context *drbg, const struct cert_spec *c,
 
     time_t now = time(NULL);
     what = "validity";
-    if (utc_stamp(now - 3600, from) != 0 || utc_stamp(now + (time_t)c->days * 86400, to) != 0)
+    if (wsg_tls_utc_stamp(now - 3600, from) != 0 || wsg_tls_utc_stamp(now + (time_t)c->days * 86400, to) != 0)
         goto out;
     STEP("serial", mbedtls_ctr_drbg_random(drbg, serial, sizeof(serial)));
     serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x40); /* positive, no leading zero byte */
@@ -409,7 +386,7 @@ int wsg_certs_gen(const struct wsg_certs_gen_opts *o, FILE *out, char err[WSG_ER
             return -1;
         }
     }
-    if (cn_subject(o->names[0], subject, sizeof(subject)) != 0) {
+    if (wsg_tls_cn_subject(o->names[0], subject, sizeof(subject)) != 0) {
         snprintf(err, WSG_ERRLEN, "name too long: %.40s...", o->names[0]);
         return -1;
     }

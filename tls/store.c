@@ -560,8 +560,7 @@ void wsg_tls_store_expiry(struct wsg_tls_store *st,
 
 /* ---- self-signed certificates ---- */
 
-/* "CN=<name>" with the characters RFC 4514 treats specially escaped. */
-static int subject_of(const char *name, char *out, size_t cap)
+int wsg_tls_cn_subject(const char *name, char *out, size_t cap)
 {
     size_t o = 0;
     const char *prefix = "CN=";
@@ -578,7 +577,7 @@ static int subject_of(const char *name, char *out, size_t cap)
     return 0;
 }
 
-static int utc_stamp(time_t when, char out[16])
+int wsg_tls_utc_stamp(time_t when, char out[16])
 {
     struct tm tm;
     if (gmtime_r(&when, &tm) == NULL || tm.tm_year + 1900 > 9999)
@@ -615,12 +614,12 @@ static int selfsigned_build(struct selfsigned *w, const char *const *names, size
     CHECK("key setup", mbedtls_pk_setup(&w->key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)));
     CHECK("key generation", mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(w->key),
                                                 mbedtls_ctr_drbg_random, &w->drbg));
-    if (subject_of(names[0], subject, sizeof(subject)) != 0) {
+    if (wsg_tls_cn_subject(names[0], subject, sizeof(subject)) != 0) {
         fail(err, "self-signed certificate: name too long: %.40s...", names[0]);
         return -1;
     }
     time_t now = time(NULL);
-    if (utc_stamp(now - 86400, from) != 0 || utc_stamp(now + (time_t)days * 86400, to) != 0) {
+    if (wsg_tls_utc_stamp(now - 86400, from) != 0 || wsg_tls_utc_stamp(now + (time_t)days * 86400, to) != 0) {
         fail(err, "self-signed certificate: validity of %u days is out of range", days);
         return -1;
     }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "gateway/buf-t.h"
 #include "gateway/err.h"
@@ -99,6 +100,12 @@ const char *wsg_tls_error(const struct wsg_tls *t);
 struct wsg_rng *wsg_rng_new(void);
 int wsg_rng_fill(struct wsg_rng *r, uint8_t *dst, size_t len);
 void wsg_rng_free(struct wsg_rng *r);
+
+/* Helpers for writing certificates (the generated pair here, wsgate-certs gen): "CN=<name>" with
+ * the characters RFC 4514 treats specially escaped, and a time as mbedTLS's "YYYYMMDDhhmmss" (UTC).
+ * Both return 0, or -1 when out is too small or the time out of range. */
+int wsg_tls_cn_subject(const char *name, char *out, size_t cap);
+int wsg_tls_utc_stamp(time_t when, char out[16]);
 
 /**
  * Generates an ECDSA P-256 key and a self-signed certificate valid for days, with

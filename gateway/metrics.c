@@ -40,6 +40,14 @@ static void counter(FILE *f, const char *name, const char *help, unsigned long l
     fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, v);
 }
 
+/* A counter family with one series per WebSocket direction. */
+static void by_direction(FILE *f, const char *name, const char *help, uint64_t c2u, uint64_t u2c)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    fprintf(f, "%s{direction=\"client_to_upstream\"} %llu\n", name, (unsigned long long)c2u);
+    fprintf(f, "%s{direction=\"upstream_to_client\"} %llu\n", name, (unsigned long long)u2c);
+}
+
 void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *route_names, unsigned nroutes)
 {
     static const char *const states[WSG_M_STATES] = {"tls_handshake", "request_head", "http",
@@ -73,24 +81,12 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
     for (unsigned i = 1; i < 6; i++)
         fprintf(f, "wsgate_http_responses_total{class=\"%uxx\"} %llu\n", i, (unsigned long long)m->status[i]);
     counter(f, "wsgate_websocket_sessions_total", "WebSocket sessions established.", m->c[WSG_M_WS_UPGRADES]);
-    fprintf(f, "# HELP wsgate_websocket_payload_bytes_total WebSocket payload bytes relayed.\n"
-               "# TYPE wsgate_websocket_payload_bytes_total counter\n");
-    fprintf(f, "wsgate_websocket_payload_bytes_total{direction=\"client_to_upstream\"} %llu\n",
-            (unsigned long long)m->c[WSG_M_C2U_BYTES]);
-    fprintf(f, "wsgate_websocket_payload_bytes_total{direction=\"upstream_to_client\"} %llu\n",
-            (unsigned long long)m->c[WSG_M_U2C_BYTES]);
-    fprintf(f, "# HELP wsgate_websocket_messages_total WebSocket messages relayed.\n"
-               "# TYPE wsgate_websocket_messages_total counter\n");
-    fprintf(f, "wsgate_websocket_messages_total{direction=\"client_to_upstream\"} %llu\n",
-            (unsigned long long)m->c[WSG_M_C2U_MESSAGES]);
-    fprintf(f, "wsgate_websocket_messages_total{direction=\"upstream_to_client\"} %llu\n",
-            (unsigned long long)m->c[WSG_M_U2C_MESSAGES]);
-    fprintf(f, "# HELP wsgate_websocket_frames_total WebSocket frames relayed.\n"
-               "# TYPE wsgate_websocket_frames_total counter\n");
-    fprintf(f, "wsgate_websocket_frames_total{direction=\"client_to_upstream\"} %llu\n",
-            (unsigned long long)m->c[WSG_M_C2U_FRAMES]);
-    fprintf(f, "wsgate_websocket_frames_total{direction=\"upstream_to_client\"} %llu\n",
-            (unsigned long long)m->c[WSG_M_U2C_FRAMES]);
+    by_direction(f, "wsgate_websocket_payload_bytes_total", "WebSocket payload bytes relayed.",
+                 m->c[WSG_M_C2U_BYTES], m->c[WSG_M_U2C_BYTES]);
+    by_direction(f, "wsgate_websocket_messages_total", "WebSocket messages relayed.",
+                 m->c[WSG_M_C2U_MESSAGES], m->c[WSG_M_U2C_MESSAGES]);
+    by_direction(f, "wsgate_websocket_frames_total", "WebSocket frames relayed.", m->c[WSG_M_C2U_FRAMES],
+                 m->c[WSG_M_U2C_FRAMES]);
     static const char *const edges[WSG_M_SIZE_BUCKETS] = {"125",   "1024",   "4096",    "16384",
                                                           "65536", "262144", "1048576", "+Inf"};
     fprintf(f, "# HELP wsgate_websocket_frame_payload_bytes Payload size of relayed frames.\n"

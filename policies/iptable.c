@@ -276,6 +276,14 @@ static void touch(struct shard *s, uint32_t i)
 
 /* ---- the operations ---- */
 
+/* The entry for k, created when absent; NIL when the shard is full of live entries. */
+static uint32_t lookup_or_insert(struct wsg_iptable *t, struct shard *s, const struct wsg_ip_key *k,
+                                 uint64_t h, const struct wsg_policy *p, double now)
+{
+    uint32_t i = lookup(s, k, h);
+    return i != NIL ? i : insert(t, s, k, h, p, now);
+}
+
 double wsg_iptable_conn_begin(struct wsg_iptable *t, const struct wsg_ip_key *k, const struct wsg_policy *p,
                               double now)
 {
@@ -285,9 +293,7 @@ double wsg_iptable_conn_begin(struct wsg_iptable *t, const struct wsg_ip_key *k,
     struct shard *s = shard_of(t, h);
     double wait = 0;
     pthread_mutex_lock(&s->mu);
-    uint32_t i = lookup(s, k, h);
-    if (i == NIL)
-        i = insert(t, s, k, h, p, now);
+    uint32_t i = lookup_or_insert(t, s, k, h, p, now);
     if (i == NIL) {
         wait = RETRY_FULL;
         goto out;
@@ -343,9 +349,7 @@ double wsg_iptable_take_n(struct wsg_iptable *t, const struct wsg_ip_key *k, con
     struct shard *s = shard_of(t, h);
     double wait = 0;
     pthread_mutex_lock(&s->mu);
-    uint32_t i = lookup(s, k, h);
-    if (i == NIL)
-        i = insert(t, s, k, h, p, now);
+    uint32_t i = lookup_or_insert(t, s, k, h, p, now);
     if (i == NIL) /* full of live entries: a connection admitted earlier is not held back */
         goto out;
     struct ipent *e = ent(s, i);

@@ -10,6 +10,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Per-thread cache of buffer blocks. Connections give their empty buffers back after every burst
+ * (so that an idle connection holds none); a busy connection takes one again for the next message.
+ * Without the cache that was a malloc and a free of a buffer_size block for each of the six
+ * buffers on every message (4,500 instructions of a 24,000-instruction 64-byte echo, callgrind).
+ * Only blocks of one capacity are kept (the configured buffer_size: after a reload that changes it,
+ * blocks of the old size are freed instead), and at most CACHE_BYTES of them per thread, so the
+ * cache is a fixed cost per worker, never per connection.
+ */
+#define CACHE_BYTES (2u << 20)
+#define CACHE_SLOTS 128
+static _Thread_local struct {
+    uint32_t cap, n;
+    void *blk[CACHE_SLOTS];
+} cache;
+
+static void *block_get(uint32_t cap)
+{
+    if (cache.n != 0 && cache.cap == cap)
+        return cache.blk[--cache.n];
+    return malloc(cap);
+}
+
+static void block_put(void *p, uint32_t cap)
+{
+    if (cache.n != 0 && cache.cap != cap)
+        wsg_buf_cache_drain();
+    uint32_t max = CACHE_BYTES / (cap != 0 ? cap : 1);
+    if (cache.n < (max < CACHE_SLOTS ? max : CACHE_SLOTS)) {
+        cache.cap = cap;
+        cache.blk[cache.n++] = p;
+        return;
+    }
+    free(p);
+}
+
+void wsg_buf_cache_drain(void)
+{
+    while (cache.n != 0)
+        free(cache.blk[--cache.n]);
+}
+
 void wsg_buf_setup(struct wsg_buf *b, uint32_t cap)
 {
     memset(b, 0, sizeof(*b));
@@ -20,7 +62,8 @@ void wsg_buf_setup(struct wsg_buf *b, uint32_t cap)
 
 void wsg_buf_free(struct wsg_buf *b)
 {
-    free(b->base);
+    if (b->base != NULL)
+        block_put(b->base, b->cap);
     b->base = NULL;
     b->head = b->len = 0;
 }
@@ -35,7 +78,7 @@ uint8_t *wsg_buf_reserve(struct wsg_buf *b, uint32_t *room)
 {
     *room = 0;
     if (b->base == NULL) {
-        if (b->cap == 0 || (b->base = malloc(b->cap)) == NULL)
+        if (b->cap == 0 || (b->base = block_get(b->cap)) == NULL)
             return NULL;
         b->head = b->len = 0;
     }

@@ -3,7 +3,8 @@
  *
  * API: reserve -> write into the span -> commit; peek -> consume. The buffer slides its bytes back
  * to offset 0 when it empties or when reserve needs tail room. Memory is allocated lazily on the
- * first reserve/put, so an idle connection's empty buffers cost nothing after wsg_buf_shrink().
+ * first reserve/put, so an idle connection's empty buffers cost nothing after wsg_buf_shrink();
+ * the blocks given back are reused from a bounded per-thread cache, not malloc'd per message.
  */
 #ifndef WSG_BUF_H
 #define WSG_BUF_H
@@ -20,6 +21,9 @@ void wsg_buf_setup(struct wsg_buf *b, uint32_t cap);
 void wsg_buf_free(struct wsg_buf *b);
 /* Gives the memory back if the buffer is empty. */
 void wsg_buf_shrink(struct wsg_buf *b);
+/* Frees the blocks the calling thread keeps for reuse (freed buffers go to a small per-thread
+ * cache, at most 2 MiB); a thread calls it before it exits. */
+void wsg_buf_cache_drain(void);
 
 /* Returns a pointer to contiguous free room and its size in *room (0 if full). NULL when the
  * allocation fails (out of memory) or when the buffer is full. */

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gateway/buf.h"
 #include "gateway/log.h"
 #include "tls/tls.h"
 
@@ -184,6 +185,7 @@ void *wsg_worker_main(void *arg)
     /* Whatever is left after the drain window is closed without ceremony. */
     while (w->conns != NULL)
         wsg_conn_abort(w->conns);
+    wsg_buf_cache_drain();
     for (unsigned i = 0; i < w->nlisten; i++)
         if (w->lfd[i] >= 0)
             close(w->lfd[i]);

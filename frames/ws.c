@@ -12,10 +12,14 @@
  * frame's bytes, never a byte of the next frame. Bytes taken from src are therefore either
  * decoded or inside the frame in progress; after a close frame src keeps whatever follows.
  *
- * Memory: two wslay contexts (4 KiB input buffer each), a 125-byte control gather buffer (close
- * frames, and pongs that may answer the gateway's ping), a 125-byte gateway close, two 125-byte
- * gateway pings and a 125-byte pong token; payload chunks point into the decoder's buffer and are
- * pushed to the encoder before the decoder is asked for more. Never a whole message.
+ * Memory: a 125-byte control gather buffer (close frames, and pongs that may answer the gateway's
+ * ping), a 125-byte gateway close, two 125-byte gateway pings and a 125-byte pong token; payload
+ * chunks point into the decoder's buffer and are pushed to the encoder before the decoder is asked
+ * for more. Never a whole message. The two wslay contexts (4 KiB input buffer each, about 4.2 KiB)
+ * are held only while a frame is in progress on their side: between frames a wslay_frame context
+ * is in its initial state, so the relay hands it back to a per-thread cache and takes one again
+ * for the next frame. An idle connection (two relays) thus holds none of them; the four used to
+ * be 17 KiB of the 58 KiB an idle TLS WebSocket connection cost.
  */
 #include "frames/ws.h"
 
@@ -25,6 +29,13 @@
 #include <wslay/wslay.h>
 
 #include "gateway/buf.h"
+
+/* A wslay_frame context and the relay using it: wslay fixes a context's user_data at init, so the
+ * callbacks get the codec and find the relay through it. */
+struct codec {
+    wslay_frame_context_ptr ctx;
+    struct wsg_ws_relay *owner;
+};
 
 enum gw_close_state {
     GW_NONE,    /* the gateway has not asked for a close */
@@ -41,8 +52,8 @@ struct wsg_ws_relay {
     void *sink_ctx;
     wsg_ws_rng_fn rng;
     void *rng_ctx;
-    wslay_frame_context_ptr dec; /* input hop, reads src through ws_recv_cb */
-    wslay_frame_context_ptr enc; /* output hop, writes the sink through ws_send_cb */
+    struct codec *dec; /* input hop, reads src through ws_recv_cb; held while in_frame */
+    struct codec *enc; /* output hop, writes the sink through ws_send_cb; held while out_busy */
     uint64_t moved;              /* bytes taken from src plus bytes given to the sink: progress */
 
     /* Input: the frame whose header passed the gate. */
@@ -109,7 +120,7 @@ struct wsg_ws_relay {
 
 static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
 {
-    struct wsg_ws_relay *r = user_data;
+    struct wsg_ws_relay *r = ((struct codec *)user_data)->owner;
     WSG_UNUSED(flags);
     if (len > r->in_feed)
         len = (size_t)r->in_feed; /* never a byte of the next frame */
@@ -124,7 +135,7 @@ static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
 
 static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags, void *user_data)
 {
-    struct wsg_ws_relay *r = user_data;
+    struct wsg_ws_relay *r = ((struct codec *)user_data)->owner;
     WSG_UNUSED(flags);
     ssize_t n = r->sink(r->sink_ctx, data, len);
     if (n > 0 && (size_t)n <= len) {
@@ -138,10 +149,86 @@ static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags, void *user
 
 static int ws_genmask_cb(uint8_t *buf, size_t len, void *user_data)
 {
-    struct wsg_ws_relay *r = user_data;
+    struct wsg_ws_relay *r = ((struct codec *)user_data)->owner;
     if (r->rng == NULL || r->rng(r->rng_ctx, buf, len) != 0)
         return -1;
     return 0;
+}
+
+/* ---- the per-thread codec cache ---- */
+
+/* Contexts kept per thread and kind: at most 4 x 16 x 4.2 KiB = 270 KiB. A context is only ever
+ * reused for the same kind (decoder or encoder, of the same direction): wslay_frame_send sets its
+ * mask flag when a frame is masked and never clears it, so an encoder that once masked (towards
+ * an upstream) would mask the payloads of unmasked frames (towards a client) under a header that
+ * says they are not. The unit tests caught exactly that. */
+#define CODEC_CACHE 16
+
+static _Thread_local struct {
+    unsigned n;
+    struct codec *c[CODEC_CACHE];
+} codecs[2][2]; /* [dir][0 decoder, 1 encoder] */
+
+static void codec_destroy(struct codec *k)
+{
+    wslay_frame_context_free(k->ctx);
+    free(k);
+}
+
+/* A decoder (enc 0) or encoder (enc 1) context for r's direction, in its initial state, owned by
+ * r; NULL when out of memory. */
+static struct codec *codec_get(struct wsg_ws_relay *r, int enc)
+{
+    static const struct wslay_frame_callbacks cbs = {ws_send_cb, ws_recv_cb, ws_genmask_cb};
+    struct codec *k;
+    if (codecs[r->dir][enc].n != 0) {
+        k = codecs[r->dir][enc].c[--codecs[r->dir][enc].n];
+    } else {
+        if ((k = malloc(sizeof(*k))) == NULL)
+            return NULL;
+        if (wslay_frame_context_init(&k->ctx, &cbs, k) != 0) {
+            free(k);
+            return NULL;
+        }
+    }
+    k->owner = r;
+    return k;
+}
+
+/* Gives r's decoder (enc 0) or encoder (enc 1) back. clean: it is between frames (its initial
+ * state), so it may be reused. */
+static void codec_put(struct wsg_ws_relay *r, int enc, int clean)
+{
+    struct codec *k = enc ? r->enc : r->dec;
+    if (k == NULL)
+        return;
+    if (enc)
+        r->enc = NULL;
+    else
+        r->dec = NULL;
+    k->owner = NULL;
+    if (clean && codecs[r->dir][enc].n < CODEC_CACHE)
+        codecs[r->dir][enc].c[codecs[r->dir][enc].n++] = k;
+    else
+        codec_destroy(k);
+}
+
+void wsg_ws_cache_drain(void)
+{
+    for (int d = 0; d < 2; d++)
+        for (int e = 0; e < 2; e++)
+            while (codecs[d][e].n != 0)
+                codec_destroy(codecs[d][e].c[--codecs[d][e].n]);
+}
+
+/* Hands back the contexts of the sides that are between frames. A pending chunk may point into
+ * the decoder's buffer, so the decoder also stays until the chunk went out. */
+static void codecs_release(struct wsg_ws_relay *r)
+{
+    if (!r->in_frame && !r->chunk_pending)
+        codec_put(r, 0, 1);
+    if (!r->out_busy)
+        codec_put(r, 1, 1);
 }
 
 /* ---- helpers ---- */
@@ -187,11 +274,13 @@ static void frame_out_done(struct wsg_ws_relay *r)
  */
 static int push(struct wsg_ws_relay *r)
 {
+    if (r->enc == NULL && (r->enc = codec_get(r, 1)) == NULL)
+        return fail(r, 1011, "out of memory");
     do {
         r->out.data = r->chunk + r->chunk_off;
         r->out.data_length = r->chunk_len - r->chunk_off;
         r->out_busy = 1; /* from the first call on, wslay holds this frame's header */
-        ssize_t n = wslay_frame_send(r->enc, &r->out);
+        ssize_t n = wslay_frame_send(r->enc->ctx, &r->out);
         if (r->sink_failed)
             return fail(r, 1011, "output failed");
         if (n == WSLAY_ERR_WANT_WRITE)
@@ -401,9 +490,11 @@ static int pull(struct wsg_ws_relay *r)
         if (rc <= 0)
             return rc;
     }
+    if (r->dec == NULL && (r->dec = codec_get(r, 0)) == NULL)
+        return fail(r, 1011, "out of memory");
     struct wslay_frame_iocb io;
     memset(&io, 0, sizeof(io));
-    ssize_t n = wslay_frame_recv(r->dec, &io);
+    ssize_t n = wslay_frame_recv(r->dec->ctx, &io);
     if (n == WSLAY_ERR_WANT_READ)
         return 0;
     if (n < 0)
@@ -485,7 +576,6 @@ struct wsg_ws_relay *wsg_ws_relay_new(enum wsg_ws_dir dir, const struct wsg_ws_l
                                       struct wsg_buf *src, wsg_ws_sink_fn sink, void *sink_ctx,
                                       wsg_ws_rng_fn rng, void *rng_ctx)
 {
-    static const struct wslay_frame_callbacks cbs = {ws_send_cb, ws_recv_cb, ws_genmask_cb};
     struct wsg_ws_relay *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
@@ -497,15 +587,6 @@ struct wsg_ws_relay *wsg_ws_relay_new(enum wsg_ws_dir dir, const struct wsg_ws_l
     r->sink_ctx = sink_ctx;
     r->rng = rng;
     r->rng_ctx = rng_ctx;
-    if (wslay_frame_context_init(&r->dec, &cbs, r) != 0) {
-        free(r);
-        return NULL;
-    }
-    if (wslay_frame_context_init(&r->enc, &cbs, r) != 0) {
-        wslay_frame_context_free(r->dec);
-        free(r);
-        return NULL;
-    }
     return r;
 }
 
@@ -513,12 +594,12 @@ void wsg_ws_relay_free(struct wsg_ws_relay *r)
 {
     if (r == NULL)
         return;
-    wslay_frame_context_free(r->dec);
-    wslay_frame_context_free(r->enc);
+    codec_put(r, 0, !r->in_frame); /* mid-frame contexts are destroyed, never reused */
+    codec_put(r, 1, !r->out_busy);
     free(r);
 }
 
-int wsg_ws_relay_pump(struct wsg_ws_relay *r)
+static int relay_pump(struct wsg_ws_relay *r)
 {
     uint64_t before = r->moved;
     if (r->sink_failed)
@@ -546,6 +627,13 @@ int wsg_ws_relay_pump(struct wsg_ws_relay *r)
             break;
     }
     return r->moved != before ? 1 : 0;
+}
+
+int wsg_ws_relay_pump(struct wsg_ws_relay *r)
+{
+    int rc = relay_pump(r);
+    codecs_release(r);
+    return rc;
 }
 
 int wsg_ws_relay_error(const struct wsg_ws_relay *r, const char **reason)
@@ -581,7 +669,7 @@ static size_t utf8_prefix(const char *s, size_t len, size_t max)
     return good;
 }
 
-int wsg_ws_relay_send_close(struct wsg_ws_relay *r, int code, const char *reason)
+static int send_close(struct wsg_ws_relay *r, int code, const char *reason)
 {
     if (r->sink_failed)
         return WSG_ERR;
@@ -616,6 +704,13 @@ int wsg_ws_relay_send_close(struct wsg_ws_relay *r, int code, const char *reason
     return r->gw == GW_DONE ? 1 : 0;
 }
 
+int wsg_ws_relay_send_close(struct wsg_ws_relay *r, int code, const char *reason)
+{
+    int rc = send_close(r, code, reason);
+    codecs_release(r);
+    return rc;
+}
+
 const struct wsg_ws_stats *wsg_ws_relay_stats(const struct wsg_ws_relay *r)
 {
     return &r->st;
@@ -639,7 +734,9 @@ int wsg_ws_relay_send_ping(struct wsg_ws_relay *r, const uint8_t *payload, size_
     r->ping_waiting = 1;
     uint64_t seq = ++r->ping_seq;
     r->ping_wait_seq = seq;
-    if (drive_out(r) < 0)
+    int rc = drive_out(r);
+    codecs_release(r);
+    if (rc < 0)
         return WSG_ERR;
     return r->ping_done_seq >= seq ? 1 : 0;
 }

@@ -73,6 +73,10 @@ struct wsg_ws_relay *wsg_ws_relay_new(enum wsg_ws_dir dir, const struct wsg_ws_l
                                       struct wsg_buf *src, wsg_ws_sink_fn sink, void *sink_ctx,
                                       wsg_ws_rng_fn rng, void *rng_ctx);
 void wsg_ws_relay_free(struct wsg_ws_relay *r);
+/* Frees the wslay contexts the calling thread keeps for reuse (a relay holds its contexts only
+ * while a frame is in progress and gives them to a per-thread cache of at most 64 between
+ * frames); a thread calls it before it exits. */
+void wsg_ws_cache_drain(void);
 
 /**
  * Moves frames from src to the sink until src is empty or the sink says WSG_AGAIN.

@@ -16,6 +16,7 @@
 
 #include "gateway/buf.h"
 #include "gateway/log.h"
+#include "frames/ws.h"
 #include "tls/tls.h"
 
 /* "host:port", "[v6]:port" or ":port" -> sockaddr. */
@@ -186,6 +187,7 @@ void *wsg_worker_main(void *arg)
     while (w->conns != NULL)
         wsg_conn_abort(w->conns);
     wsg_buf_cache_drain();
+    wsg_ws_cache_drain();
     for (unsigned i = 0; i < w->nlisten; i++)
         if (w->lfd[i] >= 0)
             close(w->lfd[i]);

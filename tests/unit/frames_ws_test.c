@@ -446,6 +446,51 @@ static void test_fragmented_text_split_char(void **state)
         }
 }
 
+/* Relays of both directions take their wslay contexts from one per-thread cache, between frames.
+ * A context must come back in a state that cannot leak into the next user: an encoder that masked
+ * towards an upstream once must not mask a client-bound frame, a decoder that unmasked must not
+ * unmask plain input. Relays of alternating directions, each one frame mid-way blocked so that
+ * some contexts are put back mid-frame (destroyed) and others between frames (reused). */
+static void test_codec_reuse_across_directions(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 12; round++) {
+        enum wsg_ws_dir dir = (enum wsg_ws_dir)(round % 2);
+        const uint8_t *m = dir == WSG_WS_C2U ? cli_mask : NULL;
+        struct harness h;
+        struct bytes in = {0};
+        put_frame(&in, 1, 0, 1, m, "hello", 5);
+        put_frame(&in, 1, 0, 9, m, "ping!", 5);
+        put_frame(&in, 1, 0, 2, m, "binary payload", 14);
+        h_init(&h, dir, NULL, FEED_WHOLE, SINK_ALL, 4096, (uint64_t)round + 1);
+        h_feed_bytes(&h, &in);
+        h_drain(&h);
+        assert_int_equal(h.rc, 0);
+        struct decoded d;
+        decode_all(&h.out, &d);
+        assert_int_equal(d.n, 3);
+        assert_int_equal(d.trailing, 0);
+        assert_memory_equal(d.f[0].payload, "hello", 5);
+        assert_memory_equal(d.f[1].payload, "ping!", 5);
+        assert_memory_equal(d.f[2].payload, "binary payload", 14);
+        check_masks(&h, &d);
+        decoded_free(&d);
+        if (round % 3 == 2) {
+            /* Leave this relay mid-frame on both sides: its contexts must not be reused. */
+            struct bytes part = {0};
+            uint8_t big[300];
+            fill_pattern(big, sizeof(big), 9);
+            put_frame(&part, 1, 0, 2, m, big, sizeof(big));
+            h.blocked = 1;
+            assert_int_equal(wsg_buf_put(&h.src, part.p, part.len / 2), part.len / 2);
+            (void)wsg_ws_relay_pump(h.r);
+            bytes_free(&part);
+        }
+        h_fini(&h);
+        bytes_free(&in);
+    }
+}
+
 static void test_ping_pong_interleaved(void **state)
 {
     (void)state;
@@ -1984,6 +2029,7 @@ int main(void)
         cmocka_unit_test(test_size_1mib),
         cmocka_unit_test(test_fragmented_text_split_char),
         cmocka_unit_test(test_ping_pong_interleaved),
+        cmocka_unit_test(test_codec_reuse_across_directions),
         cmocka_unit_test(test_large_fragmented_text),
         cmocka_unit_test(test_random_streams),
         cmocka_unit_test(test_violations),

@@ -54,7 +54,7 @@ struct wsg_ws_relay {
     void *rng_ctx;
     struct codec *dec; /* input hop, reads src through ws_recv_cb; held while in_frame */
     struct codec *enc; /* output hop, writes the sink through ws_send_cb; held while out_busy */
-    uint64_t moved;              /* bytes taken from src plus bytes given to the sink: progress */
+    uint64_t moved;    /* bytes taken from src plus bytes given to the sink: progress */
 
     /* Input: the frame whose header passed the gate. */
     int in_frame; /* header validated; payload being decoded */

@@ -183,7 +183,7 @@ static const struct setting settings[] = {
     {"max_body", T_SIZE, 0, 1024 * G, "0", FIELD(max_body), NULL,
      "largest HTTP request body (413 above; 0 = unlimited)"},
     {"buffer_size", T_SIZE, 20 * K, 16 * M, "32k", FIELD(buffer_size), NULL,
-     "capacity of each of the 5 per-connection buffers"},
+     "capacity of each of the 6 per-connection buffers (idle connections hold none)"},
     {"max_header_size", T_SIZE, K, M, "16k", FIELD_R(max_header_size, max_header_size), NULL,
      "largest request head (431 above); inside a route: that route's cap, at most the global one"},
     {"max_uri", T_SIZE, 64, M, "8k", FIELD(max_uri), NULL, "longest request-target (414 above)"},
@@ -207,6 +207,9 @@ static const struct setting settings[] = {
      "locks the per-IP table is split into (a power of two)"},
     {"ticket_lifetime", T_UINT, 0, 7 * 86400, "86400", FIELD(ticket_lifetime), NULL,
      "TLS session ticket lifetime in seconds (0 = no tickets)"},
+    {"tls_cipher_order", T_ENUM, 0, 0, "server", FIELD(tls_cipher_order), "server client",
+     "TLS 1.3 suite choice: server = ChaCha20-Poly1305 whenever the client offers it (the fastest "
+     "in mbedTLS here), else the client's order; client = the client's first supported suite"},
     {"access_log", T_STRING, 0, 0, "stderr", FIELD(access_log), NULL,
      "where JSON access-log lines go: stderr, off or a file path"},
     {"log_level", T_STRING, 0, 0, "notice", FIELD(log_level), "error warn notice info debug",

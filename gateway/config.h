@@ -75,11 +75,12 @@ struct wsg_cfg {
     uint64_t max_frame;          /* WebSocket frame payload; 1009 above */
     uint64_t max_message;        /* WebSocket message payload over fragments; 1009 above */
     uint64_t max_body;           /* request body; 413 above; 0 = unlimited */
-    uint32_t buffer_size;        /* capacity of each of the 5 per-connection buffers */
+    uint32_t buffer_size;        /* capacity of each of the 6 per-connection buffers */
     uint32_t max_header_size;    /* request head; 431 above */
     uint32_t max_uri;            /* request-target; 414 above */
     unsigned max_headers;        /* header count; 431 above */
     unsigned ticket_lifetime;    /* seconds, 0 = no session tickets */
+    unsigned tls_cipher_order;   /* WSG_TLS_ORDER_SERVER (0) or WSG_TLS_ORDER_CLIENT (1) */
     char access_log[512];        /* "stderr", "off" or a path */
     char log_level[16];          /* error warn notice info debug */
     char admin[128];             /* "off", loopback "host:port" or "unix:/path" */

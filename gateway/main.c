@@ -201,6 +201,7 @@ static void tls_settings(const struct wsg_cfg *cfg, struct wsg_tls_pair *pairs, 
     s->gen_names = gen_names;
     s->ngen_names = sizeof(gen_names) / sizeof(gen_names[0]);
     s->ticket_lifetime = cfg->ticket_lifetime;
+    s->cipher_order = cfg->tls_cipher_order;
 }
 
 static void usage(FILE *out)

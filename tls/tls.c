@@ -38,6 +38,9 @@ struct wsg_tls {
     unsigned ticket_ok : 1; /* a session ticket was accepted (TLS 1.2 resumption) */
     unsigned psk_hello : 1; /* our ServerHello carried pre_shared_key (TLS 1.3 resumption) */
     unsigned out_mid : 1;   /* the last bio_send was partial: the next one starts mid-record */
+    unsigned set_up : 1;    /* mbedtls_ssl_setup done: on the first handshake step, once the
+                               ClientHello's suite list is in, because the configuration (the
+                               suites the server allows) depends on it */
     char err[128];
 };
 
@@ -159,15 +162,70 @@ struct wsg_tls *wsg_tls_new(struct wsg_tls_store *st, struct wsg_buf *cin, struc
     t->cout = cout;
     t->gen = wsg_tls_gen_acquire(st);
     mbedtls_ssl_init(&t->ssl);
-    if (mbedtls_ssl_setup(&t->ssl, &t->gen->conf) != 0) {
-        mbedtls_ssl_free(&t->ssl);
-        wsg_tls_gen_release(t->gen);
-        free(t);
-        return NULL;
+    return t;
+}
+
+#define TLS_CHACHA20_POLY1305_SHA256 0x1303
+
+int wsg_tls_hello_offers(const uint8_t *p, size_t len, uint16_t suite)
+{
+    /* record: type(1) version(2) length(2); handshake: type(1) length(3); ClientHello:
+     * legacy_version(2) random(32) session_id<0..32> cipher_suites<2..2^16-2> ... */
+    if (len < 5)
+        return WSG_AGAIN;
+    if (p[0] != MBEDTLS_SSL_MSG_HANDSHAKE || p[1] != 3)
+        return 0;
+    size_t rec = ((size_t)p[3] << 8) | p[4];
+    size_t end = 5 + rec; /* what this record can hold; the list must lie inside it */
+    size_t i = 5 + 4 + 2 + 32;
+    if (i + 1 > end)
+        return 0;
+    if (len < i + 1)
+        return WSG_AGAIN;
+    if (p[5] != MBEDTLS_SSL_HS_CLIENT_HELLO || p[i] > 32)
+        return 0;
+    i += 1 + p[i];
+    if (i + 2 > end)
+        return 0;
+    if (len < i + 2)
+        return WSG_AGAIN;
+    size_t n = ((size_t)p[i] << 8) | p[i + 1];
+    i += 2;
+    if (n % 2 != 0 || i + n > end)
+        return 0;
+    if (len < i + n)
+        return WSG_AGAIN;
+    for (size_t k = 0; k < n; k += 2)
+        if ((((unsigned)p[i + k] << 8) | p[i + k + 1]) == suite)
+            return 1;
+    return 0;
+}
+
+/* Binds the connection to its generation's configuration. With the server's cipher order, a
+ * client that offers ChaCha20-Poly1305 gets the configuration whose only TLS 1.3 suite it is:
+ * mbedTLS 3.6 picks the first suite of the client's list the server allows, so this is how the
+ * server's preference wins. @return WSG_OK, WSG_AGAIN (ClientHello incomplete), WSG_ERR. */
+static int tls_setup(struct wsg_tls *t)
+{
+    const mbedtls_ssl_config *conf = &t->gen->conf;
+    if (t->gen->has_cc) {
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(t->cin, &len);
+        int r = wsg_tls_hello_offers(p, len, TLS_CHACHA20_POLY1305_SHA256);
+        if (r == WSG_AGAIN)
+            return WSG_AGAIN;
+        if (r == 1)
+            conf = &t->gen->conf_cc;
+    }
+    int ret = mbedtls_ssl_setup(&t->ssl, conf);
+    if (ret != 0) {
+        set_error(t, "TLS setup", ret);
+        return WSG_ERR;
     }
     mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
     mbedtls_ssl_set_user_data_p(&t->ssl, t);
-    return t;
+    t->set_up = 1;
+    return WSG_OK;
 }
 
 void wsg_tls_free(struct wsg_tls *t)
@@ -183,6 +241,8 @@ void wsg_tls_free(struct wsg_tls *t)
 int wsg_tls_handshake(struct wsg_tls *t)
 {
     int ret;
+    if (!t->set_up && (ret = tls_setup(t)) != WSG_OK)
+        return ret;
     stepping = t;
     do
         ret = mbedtls_ssl_handshake(&t->ssl);
@@ -207,6 +267,11 @@ ssize_t wsg_tls_read(struct wsg_tls *t, void *dst, size_t len)
 {
     if (len == 0)
         return WSG_AGAIN;
+    if (!t->set_up) {
+        int r = tls_setup(t);
+        if (r != WSG_OK)
+            return r;
+    }
     /* No ciphertext waiting, nothing decrypted or half-read inside mbedTLS: nothing to do. A pump
      * asks once more after every step, and an mbedtls_ssl_read that ends in WANT_READ costs about
      * 800 instructions; this was three of them per echoed message. */
@@ -262,6 +327,8 @@ ssize_t wsg_tls_write(struct wsg_tls *t, const void *src, size_t len)
 {
     if (len == 0)
         return 0;
+    if (!t->set_up)
+        return WSG_AGAIN; /* nothing can be sent before the handshake */
     int max = mbedtls_ssl_get_max_out_record_payload(&t->ssl);
     if (max <= 0) {
         set_error(t, "TLS write", max < 0 ? max : MBEDTLS_ERR_SSL_INTERNAL_ERROR);
@@ -301,7 +368,8 @@ size_t wsg_tls_write_reserve(const struct wsg_tls *t)
 
 void wsg_tls_close_notify(struct wsg_tls *t)
 {
-    (void)mbedtls_ssl_close_notify(&t->ssl); /* WANT_WRITE: cout full, the alert is dropped */
+    if (t->set_up)
+        (void)mbedtls_ssl_close_notify(&t->ssl); /* WANT_WRITE: cout full, the alert is dropped */
 }
 
 const char *wsg_tls_sni(const struct wsg_tls *t)

@@ -34,7 +34,14 @@ struct wsg_tls_settings {
     const char *const *gen_names;     /* names for the generated pair when npairs == 0 */
     size_t ngen_names;                /* e.g. {"localhost", "127.0.0.1"} */
     uint32_t ticket_lifetime;         /* seconds; 0 disables session tickets */
+    unsigned cipher_order;            /* WSG_TLS_ORDER_SERVER or WSG_TLS_ORDER_CLIENT */
 };
+
+/* TLS 1.3 cipher suite choice. SERVER: ChaCha20-Poly1305 whenever the client offers it (the
+ * fastest AEAD of this mbedTLS build on x86-64, bench/mbedtls_raw), else the client's order.
+ * CLIENT: the first suite of the client's list that the server allows (mbedTLS's own rule).
+ * TLS 1.2 follows the server's list in both (ChaCha20-Poly1305 first for SERVER). */
+enum { WSG_TLS_ORDER_SERVER = 0, WSG_TLS_ORDER_CLIENT = 1 };
 
 /**
  * Initialises PSA crypto and builds the store with its first generation.
@@ -87,6 +94,14 @@ ssize_t wsg_tls_write(struct wsg_tls *t, const void *src, size_t len);
 size_t wsg_tls_write_reserve(const struct wsg_tls *t);
 /* Queues a close_notify alert into cout. */
 void wsg_tls_close_notify(struct wsg_tls *t);
+
+/**
+ * Looks into the first TLS record of a connection (p, len: what has arrived so far) for a
+ * ClientHello that offers cipher suite `suite` (IANA number, e.g. 0x1303).
+ * @return 1 offered, 0 not offered or not a well-formed ClientHello start (mbedTLS then answers
+ *         it), WSG_AGAIN when the list is not complete yet. Reads nothing beyond len.
+ */
+int wsg_tls_hello_offers(const uint8_t *p, size_t len, uint16_t suite);
 
 /* After the handshake: the SNI name sent (or NULL), the protocol ("TLSv1.3"), the suite name,
  * whether the session was resumed. Last error as text (static or owned by t). */

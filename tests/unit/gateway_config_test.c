@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "gateway/config.h"
+#include "tls/tls.h"
 
 static char tmpdir[64];
 
@@ -194,6 +195,11 @@ static void test_set_scalars(void **state)
     assert_string_equal(c->log_level, "debug");
     assert_string_equal(set(c, "access_log", "\"/var/log/my wsgate.log\""), "");
     assert_string_equal(c->access_log, "/var/log/my wsgate.log");
+    assert_int_equal(c->tls_cipher_order, WSG_TLS_ORDER_SERVER);
+    assert_string_equal(set(c, "tls_cipher_order", "client"), "");
+    assert_int_equal(c->tls_cipher_order, WSG_TLS_ORDER_CLIENT);
+    assert_string_equal(set(c, "tls_cipher_order", "server"), "");
+    assert_int_equal(c->tls_cipher_order, WSG_TLS_ORDER_SERVER);
     assert_string_equal(set(c, "ticket_lifetime", "0"), "");
     assert_int_equal(c->ticket_lifetime, 0);
     assert_string_equal(set(c, "ticket_lifetime", "604800"), "");
@@ -232,6 +238,8 @@ static void test_error_messages(void **state)
     assert_string_equal(set(c, "hash_prefix", "32"), "wsgate.conf:12: hash_prefix: 32 is not one of: 0 24");
     assert_string_equal(set(c, "log_level", "verbose"),
                         "wsgate.conf:12: log_level: \"verbose\" is not one of: error warn notice info debug");
+    assert_string_equal(set(c, "tls_cipher_order", "fastest"),
+                        "wsgate.conf:12: tls_cipher_order: \"fastest\" is not one of: server client");
     assert_string_equal(set(c, "fail_timeout", "10x"),
                         "wsgate.conf:12: fail_timeout: \"10x\" is not a duration (e.g. 500ms, 10s, 2m)");
     assert_string_equal(set(c, "handshake_timeout", "50ms"),
@@ -644,7 +652,8 @@ static void test_help_and_markdown(void **state)
                                   "group",
                                   "key_permissions",
                                   "session_log_interval",
-                                  "watch_certs"};
+                                  "watch_certs",
+                                  "tls_cipher_order"};
     char *help = capture(wsg_cfg_help);
     char *md = capture(wsg_cfg_markdown);
     assert_non_null(strstr(help, "wsgate [-t] [-c FILE] [--NAME VALUE]..."));

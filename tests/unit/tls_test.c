@@ -66,6 +66,9 @@ static const char *cli_alpn[] = {"http/1.1", NULL};
 
 enum { ANY_VERSION = 0, TLS12_ONLY = 1 };
 
+/* When set, the client offers only these suites, in this order (link_open). */
+static const int *cli_suites;
+
 static void link_open(struct link *l, struct wsg_tls_store *st, const char *sni, int tls12,
                       const mbedtls_ssl_session *resume)
 {
@@ -85,6 +88,8 @@ static void link_open(struct link *l, struct wsg_tls_store *st, const char *sni,
         &l->ccfg, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
     if (tls12)
         mbedtls_ssl_conf_max_tls_version(&l->ccfg, MBEDTLS_SSL_VERSION_TLS1_2);
+    if (cli_suites != NULL)
+        mbedtls_ssl_conf_ciphersuites(&l->ccfg, cli_suites);
     assert_int_equal(mbedtls_ssl_setup(&l->cli, &l->ccfg), 0);
     mbedtls_ssl_set_bio(&l->cli, l, cli_send, cli_recv, NULL);
     if (sni != NULL)
@@ -834,6 +839,103 @@ static void test_bad_client_hello(void **state)
     wsg_tls_store_free(st);
 }
 
+/* The suite a client gets: order is the store's cipher_order, suites what the client offers
+ * (NULL: mbedTLS's default list, which starts with AES-256-GCM). */
+static void expect_suite(unsigned order, int tls12, const int *suites, const char *want)
+{
+    static const char *const names[] = {"localhost"};
+    struct wsg_tls_settings s = {.gen_names = names, .ngen_names = 1, .cipher_order = order};
+    struct wsg_tls_store *st;
+    char err[WSG_ERRLEN];
+    if (wsg_tls_store_new(&st, &s, err) != 0)
+        fail_msg("store_new: %s", err);
+    struct link l;
+    cli_suites = suites;
+    link_open(&l, st, "localhost", tls12, NULL);
+    cli_suites = NULL;
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    if (strcmp(wsg_tls_cipher(l.srv), want) != 0)
+        fail_msg("order %u tls12 %d: got %s, want %s", order, tls12, wsg_tls_cipher(l.srv), want);
+    /* and data flows both ways on it */
+    uint8_t buf[16];
+    assert_int_equal(wsg_tls_write(l.srv, "hello", 5), 5);
+    assert_int_equal(cli_drain(&l, buf, sizeof(buf)), 5);
+    assert_int_equal(mbedtls_ssl_write(&l.cli, (const unsigned char *)"world", 5), 5);
+    assert_int_equal(wsg_tls_read(l.srv, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "world", 5);
+    link_close(&l);
+    wsg_tls_store_free(st);
+}
+
+static void test_cipher_order(void **state)
+{
+    (void)state;
+    static const int aes128_only[] = {MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0};
+    static const int aes256_then_cc[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+                                         MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, 0};
+    /* server order: ChaCha20-Poly1305 whenever offered, wherever it is in the client's list */
+    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, NULL, "TLS1-3-CHACHA20-POLY1305-SHA256");
+    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, aes256_then_cc, "TLS1-3-CHACHA20-POLY1305-SHA256");
+    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, aes128_only, "TLS1-3-AES-128-GCM-SHA256");
+    expect_suite(WSG_TLS_ORDER_SERVER, TLS12_ONLY, NULL, "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256");
+    /* client order: the client's first */
+    expect_suite(WSG_TLS_ORDER_CLIENT, ANY_VERSION, aes256_then_cc, "TLS1-3-AES-256-GCM-SHA384");
+    expect_suite(WSG_TLS_ORDER_CLIENT, ANY_VERSION, aes128_only, "TLS1-3-AES-128-GCM-SHA256");
+}
+
+/* A ClientHello start: record and handshake headers, version, random, a 32-byte session id and
+ * the suites 0x1301 0x1302 0x1303 (wsg_tls_hello_offers reads no further). */
+static size_t hello_start(uint8_t *h)
+{
+    size_t n = 0;
+    h[n++] = 0x16, h[n++] = 3, h[n++] = 1, h[n++] = 0x01, h[n++] = 0x00; /* record of 256 bytes */
+    h[n++] = 1, h[n++] = 0, h[n++] = 0, h[n++] = 0xfc;
+    h[n++] = 3, h[n++] = 3;
+    memset(h + n, 0x11, 32), n += 32;
+    h[n++] = 32;
+    memset(h + n, 0x22, 32), n += 32;
+    h[n++] = 0, h[n++] = 6;
+    h[n++] = 0x13, h[n++] = 0x01, h[n++] = 0x13, h[n++] = 0x02, h[n++] = 0x13, h[n++] = 0x03;
+    return n;
+}
+
+static void test_hello_offers(void **state)
+{
+    (void)state;
+    uint8_t h[128];
+    size_t n = hello_start(h);
+    /* every cut before the end of the suite list: not decided yet; reads nothing beyond len (a
+     * copy of just that prefix in its own allocation, so ASan sees any overread) */
+    for (size_t cut = 0; cut < n; cut++) {
+        uint8_t *p = malloc(cut + 1);
+        assert_non_null(p);
+        memcpy(p, h, cut);
+        assert_int_equal(wsg_tls_hello_offers(p, cut, 0x1303), WSG_AGAIN);
+        free(p);
+    }
+    assert_int_equal(wsg_tls_hello_offers(h, n, 0x1303), 1);
+    assert_int_equal(wsg_tls_hello_offers(h, n, 0x1301), 1);
+    assert_int_equal(wsg_tls_hello_offers(h, n, 0xcca9), 0);
+    /* not a ClientHello start: 0 (mbedTLS answers it), as soon as that can be seen */
+    uint8_t b[128];
+    memcpy(b, h, n), b[0] = 0x17;
+    assert_int_equal(wsg_tls_hello_offers(b, 5, 0x1303), 0);
+    memcpy(b, h, n), b[1] = 2;
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+    memcpy(b, h, n), b[5] = 2; /* ServerHello */
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+    memcpy(b, h, n), b[43] = 33; /* session id over 32 bytes */
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+    memcpy(b, h, n), b[77] = 5; /* odd suite list length */
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+    memcpy(b, h, n), b[76] = 0x10; /* suite list longer than the record */
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+    memcpy(b, h, n), b[3] = 0, b[4] = 40; /* record too short for the header fields */
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+    memcpy(b, h, n), b[3] = 0, b[4] = 78; /* record ends inside the suite list */
+    assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
+}
+
 static void test_rng(void **state)
 {
     (void)state;
@@ -855,6 +957,7 @@ int main(void)
         cmocka_unit_test(test_describe),          cmocka_unit_test(test_store_and_check_agree),
         cmocka_unit_test(test_reload_concurrent), cmocka_unit_test(test_selfsigned),
         cmocka_unit_test(test_bad_client_hello),  cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_cipher_order),      cmocka_unit_test(test_hello_offers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -19,6 +19,10 @@
  * ECDSA P-256 certificate (the one given), X25519 key exchange, no tickets, no resumption.
  * server_per_s = handshakes / thread CPU time spent in the server's mbedtls_ssl_handshake calls
  * (the server side's ceiling per core; the client's work is counted separately in client_per_s).
+ * Resumed (mode "resumed", TLS 1.3 and TLS 1.2): the same, each client offering the ticket of one
+ * priming handshake, the server configured like wsgate (tickets sealed with AES-256-GCM; TLS 1.3
+ * psk_dhe_ke, so a resumption still does an X25519 exchange, as every browser and OpenSSL ask; a
+ * fresh ticket is sent after each TLS 1.3 handshake, as wsgate does).
  *
  * Output: one JSON line per measurement on stdout, a human line per measurement on stderr.
  *
@@ -40,6 +44,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
@@ -88,6 +93,7 @@ static mbedtls_entropy_context g_entropy;
 static mbedtls_ctr_drbg_context g_drbg;
 static mbedtls_x509_crt g_crt;
 static mbedtls_pk_context g_key;
+static mbedtls_ssl_ticket_context g_ticket;
 
 static const int server_suites[] = {
     /* wsgate's list (tls/store.c) */
@@ -326,7 +332,52 @@ static void records(int si, size_t wsize, double dur)
     mbedtls_ssl_config_free(&sc);
 }
 
-static void handshakes(mbedtls_ssl_protocol_version v, double dur)
+/* Turns tickets on for a resumption measurement: server as wsgate, client keeps what it gets. */
+static void conf_tickets(mbedtls_ssl_config *cc, mbedtls_ssl_config *sc)
+{
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+    mbedtls_ssl_conf_session_tickets_cb(sc, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &g_ticket);
+    mbedtls_ssl_conf_new_session_tickets(sc, 1);
+    mbedtls_ssl_conf_tls13_key_exchange_modes(sc, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
+                                                      MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL);
+    mbedtls_ssl_conf_session_tickets(cc, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    mbedtls_ssl_conf_tls13_key_exchange_modes(cc, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
+                                                      MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL);
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(cc,
+                                                            MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#else
+    (void)cc, (void)sc;
+    fprintf(stderr, "mbedtls_raw: this mbedTLS has no session tickets\n");
+    exit(1);
+#endif
+}
+
+/* After a handshake: lets the client read the TLS 1.3 NewSessionTicket, then keeps its session. */
+static void keep_session(mbedtls_ssl_context *cli, mbedtls_ssl_session *out)
+{
+    if (mbedtls_ssl_get_version_number(cli) == MBEDTLS_SSL_VERSION_TLS1_3) {
+        unsigned char b[16];
+        int r, got = 0;
+        for (int i = 0; i < 8 && !got; i++) {
+            r = mbedtls_ssl_read(cli, b, sizeof(b));
+            if (r == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
+                got = 1;
+            else if (r != MBEDTLS_ERR_SSL_WANT_READ)
+                die_mbed("client ticket read", r);
+        }
+        if (!got) {
+            fprintf(stderr, "mbedtls_raw: no TLS 1.3 ticket arrived\n");
+            exit(1);
+        }
+    }
+    mbedtls_ssl_session_free(out);
+    mbedtls_ssl_session_init(out);
+    int r = mbedtls_ssl_get_session(cli, out);
+    if (r)
+        die_mbed("get session", r);
+}
+
+static void handshakes(mbedtls_ssl_protocol_version v, double dur, int resume)
 {
     static const int s13[] = {MBEDTLS_TLS1_3_AES_128_GCM_SHA256, MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
                               MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, 0};
@@ -336,15 +387,44 @@ static void handshakes(mbedtls_ssl_protocol_version v, double dur)
     mbedtls_ssl_config cc, sc;
     conf_client(&cc, v == MBEDTLS_SSL_VERSION_TLS1_3 ? s13 : s12, v);
     conf_server(&sc, MBEDTLS_SSL_VERSION_TLS1_3);
-    double tc = 0, ts = 0, w0 = wall_s();
+    mbedtls_ssl_session saved;
+    mbedtls_ssl_session_init(&saved);
+    double tc = 0, ts = 0;
+    if (resume) {
+        conf_tickets(&cc, &sc);
+        mbedtls_ssl_context cli, srv;
+        pair_setup(&cli, &srv, &cc, &sc);
+        if (handshake_pair(&cli, &srv, &tc, &ts) != 0) {
+            fprintf(stderr, "mbedtls_raw: priming handshake did not finish\n");
+            exit(1);
+        }
+        keep_session(&cli, &saved);
+        mbedtls_ssl_free(&cli);
+        mbedtls_ssl_free(&srv);
+        tc = ts = 0;
+    }
+    double w0 = wall_s();
     unsigned long n = 0;
     char suite[80] = "";
     while (wall_s() - w0 < dur) {
         mbedtls_ssl_context cli, srv;
         pair_setup(&cli, &srv, &cc, &sc);
+        if (resume) {
+            int r = mbedtls_ssl_set_session(&cli, &saved);
+            if (r)
+                die_mbed("set session", r);
+        }
         if (handshake_pair(&cli, &srv, &tc, &ts) != 0) {
             fprintf(stderr, "mbedtls_raw: handshake did not finish\n");
             exit(1);
+        }
+        if (resume && v == MBEDTLS_SSL_VERSION_TLS1_3) {
+            /* the server wrote a fresh ticket after the handshake: the client reads it, as OpenSSL
+             * clients do (its cost is the client's) */
+            double t0 = cpu_s();
+            unsigned char b[16];
+            (void)mbedtls_ssl_read(&cli, b, sizeof(b));
+            tc += cpu_s() - t0;
         }
         if (!suite[0])
             snprintf(suite, sizeof(suite), "%s %s", mbedtls_ssl_get_version(&srv),
@@ -355,17 +435,21 @@ static void handshakes(mbedtls_ssl_protocol_version v, double dur)
     }
     double wall = wall_s() - w0;
     printf(
-        "{\"mode\":\"handshake\",\"proto\":\"%s\",\"negotiated\":\"%s\",\"kex\":\"x25519\",\"cert\":\"ecdsa-"
+        "{\"mode\":\"%s\",\"proto\":\"%s\",\"negotiated\":\"%s\",\"kex\":\"x25519\",\"cert\":\"ecdsa-"
         "p256\","
         "\"handshakes\":%lu,\"seconds\":%.3f,\"pair_per_s\":%.1f,\"server_per_s\":%.1f,\"client_per_s\":%.1f,"
         "\"server_ms\":%.3f}\n",
-        pname, suite, n, wall, (double)n / wall, (double)n / ts, (double)n / tc, ts * 1e3 / (double)n);
+        resume ? "resumed" : "handshake", pname, suite, n, wall, (double)n / wall, (double)n / ts,
+        (double)n / tc, ts * 1e3 / (double)n);
     fflush(stdout);
-    fprintf(
-        stderr,
-        "mbedtls_raw handshakes %s (%s): %lu full ECDSA P-256 + X25519 in %.2fs: server side %.0f/s per core "
-        "(%.3f ms each), client side %.0f/s, both in one thread %.0f/s\n",
-        pname, suite, n, wall, (double)n / ts, ts * 1e3 / (double)n, (double)n / tc, (double)n / wall);
+    fprintf(stderr,
+            "mbedtls_raw handshakes %s (%s): %lu %s in %.2fs: server side %.0f/s per core "
+            "(%.3f ms each), client side %.0f/s, both in one thread %.0f/s\n",
+            pname, suite, n,
+            resume ? (v == MBEDTLS_SSL_VERSION_TLS1_3 ? "ticket-resumed (psk_dhe_ke: X25519)" : "ticket-resumed")
+                   : "full ECDSA P-256 + X25519",
+            wall, (double)n / ts, ts * 1e3 / (double)n, (double)n / tc, (double)n / wall);
+    mbedtls_ssl_session_free(&saved);
     mbedtls_ssl_config_free(&cc);
     mbedtls_ssl_config_free(&sc);
 }
@@ -432,6 +516,10 @@ int main(int argc, char **argv)
         die_mbed("cert", ret);
     if ((ret = mbedtls_pk_parse_keyfile(&g_key, key, NULL, mbedtls_ctr_drbg_random, &g_drbg)) != 0)
         die_mbed("key", ret);
+    mbedtls_ssl_ticket_init(&g_ticket);
+    if ((ret = mbedtls_ssl_ticket_setup(&g_ticket, mbedtls_ctr_drbg_random, &g_drbg, MBEDTLS_CIPHER_AES_256_GCM,
+                                        86400)) != 0)
+        die_mbed("ticket setup", ret);
     c2s.cap = s2c.cap = wsize + (1u << 20);
     c2s.b = malloc(c2s.cap);
     s2c.b = malloc(s2c.cap);
@@ -441,8 +529,10 @@ int main(int argc, char **argv)
             if (!only || strstr(only, g_suites[i].name) || strstr(only, g_suites[i].openssl))
                 records((int)i, wsize, dur);
     if (do_hs) {
-        handshakes(MBEDTLS_SSL_VERSION_TLS1_3, dur);
-        handshakes(MBEDTLS_SSL_VERSION_TLS1_2, dur);
+        handshakes(MBEDTLS_SSL_VERSION_TLS1_3, dur, 0);
+        handshakes(MBEDTLS_SSL_VERSION_TLS1_2, dur, 0);
+        handshakes(MBEDTLS_SSL_VERSION_TLS1_3, dur, 1);
+        handshakes(MBEDTLS_SSL_VERSION_TLS1_2, dur, 1);
     }
     return 0;
 }

@@ -42,7 +42,7 @@ CERTS_SRCS := $(wildcard certs/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all run test unit e2e asan deps test-deps clean format format-check bench
+.PHONY: all run test unit e2e asan deps test-deps clean format format-check bench bench-instructions
 all: $(B)/wsgate $(if $(CERTS_SRCS),$(B)/wsgate-certs)
 
 deps: $(DEPS_STAMP)
@@ -94,6 +94,10 @@ asan:
 
 bench: all
 	@./bench/run.sh $(B)
+
+# instructions per echoed message under callgrind (stable on a noisy machine; see the script)
+bench-instructions: all
+	@./bench/instructions.sh $(B) $(BENCH_SIZES)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -67,7 +67,7 @@ one() {
 "${PIN1[@]}" "$OUT/echo_upstream" -p "$UP" >"$DIR/echo_upstream.log" 2>&1 &
 PIDS+=($!)
 port_up "$UP" || { echo "instructions: echo_upstream did not start"; exit 1; }
-echo "wsgate $W ($(git describe --always --dirty 2>/dev/null)), $CIPHER, 64 connections, callgrind"
+echo "wsgate $W (sha256 $(sha256sum "$W" | cut -c1-12), built $(date -u -r "$W" "+%Y-%m-%d %H:%M UTC")), $CIPHER, 64 connections, callgrind"
 rc=0
 for size in "${SIZES[@]}"; do
     a=$(one "$size" 1) && b=$(one "$size" 9) || { rc=1; continue; }

@@ -314,6 +314,8 @@ ssize_t wsg_tls_read(struct wsg_tls *t, void *dst, size_t len)
 
 size_t wsg_tls_pending(const struct wsg_tls *t)
 {
+    if (!t->set_up)
+        return 0;
     return mbedtls_ssl_get_bytes_avail(&t->ssl);
 }
 
@@ -379,11 +381,15 @@ const char *wsg_tls_sni(const struct wsg_tls *t)
 
 const char *wsg_tls_version(const struct wsg_tls *t)
 {
+    if (!t->set_up)
+        return "none"; /* no ClientHello yet: mbedTLS has no configuration to look at */
     return mbedtls_ssl_get_version(&t->ssl);
 }
 
 const char *wsg_tls_cipher(const struct wsg_tls *t)
 {
+    if (!t->set_up)
+        return "none";
     const char *c = mbedtls_ssl_get_ciphersuite(&t->ssl);
     return c != NULL ? c : "none";
 }

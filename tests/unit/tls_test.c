@@ -867,6 +867,41 @@ static void expect_suite(unsigned order, int tls12, const int *suites, const cha
     wsg_tls_store_free(st);
 }
 
+static size_t hello_start(uint8_t *h);
+
+/* A connection whose client sent nothing (or not the whole suite list yet) has no mbedTLS
+ * configuration bound: every accessor must still answer (the fuzzer found version() crashing). */
+static void test_before_hello(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_generated(0);
+    struct wsg_buf cin, cout;
+    wsg_buf_setup(&cin, BUFCAP);
+    wsg_buf_setup(&cout, BUFCAP);
+    struct wsg_tls *t = wsg_tls_new(st, &cin, &cout);
+    assert_non_null(t);
+    uint8_t h[128];
+    size_t n = hello_start(h);
+    for (size_t part = 0; part <= 40; part += 40) { /* nothing, then a first piece of a hello */
+        assert_int_equal(wsg_buf_put(&cin, h, part), part);
+        assert_int_equal(wsg_tls_handshake(t), WSG_AGAIN);
+        assert_string_equal(wsg_tls_version(t), "none");
+        assert_string_equal(wsg_tls_cipher(t), "none");
+        assert_false(wsg_tls_resumed(t));
+        assert_int_equal(wsg_tls_pending(t), 0);
+        assert_true(wsg_tls_write_reserve(t) > 0);
+        assert_int_equal(wsg_tls_write(t, "x", 1), WSG_AGAIN);
+        wsg_tls_close_notify(t);
+        assert_int_equal(wsg_buf_len(&cout), 0);
+        wsg_buf_consume(&cin, wsg_buf_len(&cin));
+    }
+    assert_true(n > 40);
+    wsg_tls_free(t);
+    wsg_buf_free(&cin);
+    wsg_buf_free(&cout);
+    wsg_tls_store_free(st);
+}
+
 static void test_cipher_order(void **state)
 {
     (void)state;
@@ -958,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_reload_concurrent), cmocka_unit_test(test_selfsigned),
         cmocka_unit_test(test_bad_client_hello),  cmocka_unit_test(test_rng),
         cmocka_unit_test(test_cipher_order),      cmocka_unit_test(test_hello_offers),
+        cmocka_unit_test(test_before_hello),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -343,8 +343,8 @@ static void conf_tickets(mbedtls_ssl_config *cc, mbedtls_ssl_config *sc)
     mbedtls_ssl_conf_session_tickets(cc, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
     mbedtls_ssl_conf_tls13_key_exchange_modes(cc, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
                                                       MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL);
-    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(cc,
-                                                            MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        cc, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
 #else
     (void)cc, (void)sc;
     fprintf(stderr, "mbedtls_raw: this mbedTLS has no session tickets\n");
@@ -446,8 +446,9 @@ static void handshakes(mbedtls_ssl_protocol_version v, double dur, int resume)
             "mbedtls_raw handshakes %s (%s): %lu %s in %.2fs: server side %.0f/s per core "
             "(%.3f ms each), client side %.0f/s, both in one thread %.0f/s\n",
             pname, suite, n,
-            resume ? (v == MBEDTLS_SSL_VERSION_TLS1_3 ? "ticket-resumed (psk_dhe_ke: X25519)" : "ticket-resumed")
-                   : "full ECDSA P-256 + X25519",
+            resume
+                ? (v == MBEDTLS_SSL_VERSION_TLS1_3 ? "ticket-resumed (psk_dhe_ke: X25519)" : "ticket-resumed")
+                : "full ECDSA P-256 + X25519",
             wall, (double)n / ts, ts * 1e3 / (double)n, (double)n / tc, (double)n / wall);
     mbedtls_ssl_session_free(&saved);
     mbedtls_ssl_config_free(&cc);
@@ -517,8 +518,8 @@ int main(int argc, char **argv)
     if ((ret = mbedtls_pk_parse_keyfile(&g_key, key, NULL, mbedtls_ctr_drbg_random, &g_drbg)) != 0)
         die_mbed("key", ret);
     mbedtls_ssl_ticket_init(&g_ticket);
-    if ((ret = mbedtls_ssl_ticket_setup(&g_ticket, mbedtls_ctr_drbg_random, &g_drbg, MBEDTLS_CIPHER_AES_256_GCM,
-                                        86400)) != 0)
+    if ((ret = mbedtls_ssl_ticket_setup(&g_ticket, mbedtls_ctr_drbg_random, &g_drbg,
+                                        MBEDTLS_CIPHER_AES_256_GCM, 86400)) != 0)
         die_mbed("ticket setup", ret);
     c2s.cap = s2c.cap = wsize + (1u << 20);
     c2s.b = malloc(c2s.cap);

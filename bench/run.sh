@@ -294,7 +294,10 @@ fi
 
 # HAProxy (Debian's), the same job: HTTP mode, balance source (its ip_hash), the tunnel timeout
 # that governs an upgraded connection, TLS with the same certificate (cert + key in one PEM).
+# maxconn: the idle connections plus room, but HAProxy refuses to start when 2 x maxconn does not fit
+# in the descriptor limit (this VM: a hard limit of 20,000 that even root cannot raise).
 HAP_MAXCONN=$((IDLE + 2000))
+[ "$HAP_MAXCONN" -gt $(((NGX_NOFILE - 200) / 2)) ] && HAP_MAXCONN=$(((NGX_NOFILE - 200) / 2))
 gen_haproxy_cfg() { # gen_haproxy_cfg FILE NBTHREAD
 cat >"$1" <<EOF
 global

@@ -578,28 +578,31 @@ check_alive() { # check_alive NAME WHAT: restart the proxy if it died
         start_proxy "$1"
     }
 }
-for px in $PROXIES; do
-    start_proxy "$px"
-    for size in $SIZES; do
-        for r in $(seq 1 "$REPS"); do
+# Repetitions are interleaved: repetition 1 of every proxy, then repetition 2, ... On a shared VM the
+# machine's speed drifts over a run (other tenants); interleaved, the drift hits every proxy alike
+# instead of whichever ran last, and the min-max shows it.
+for r in $(seq 1 "$REPS"); do
+    for px in $PROXIES; do
+        start_proxy "$px"
+        for size in $SIZES; do
             run_echo "$px-$size-$r" "$PROXY_PORT" --tls "$size" "$PROXY_PID"
             check_alive "$px" "$px-$size-$r"
         done
-    done
-    while read -r mode args; do
-        for r in $(seq 1 "$REPS"); do
+        while read -r mode args; do
             # shellcheck disable=SC2086
             run_hs "$px-$mode-$r" "$PROXY_PORT" "$PROXY_PID" $args
             check_alive "$px" "$px-$mode-$r"
-        done
-    done < <(hs_modes)
-    stop_proxy "$px"
-    if [ "$IDLE" != 0 ]; then
+        done < <(hs_modes)
+        stop_proxy "$px"
+    done
+done
+if [ "$IDLE" != 0 ]; then
+    for px in $PROXIES; do
         start_proxy "$px"
         run_idle "$px" "$PROXY_PORT"
         stop_proxy "$px"
-    fi
-done
+    done
+fi
 
 agg() { # agg LABEL_PREFIX FIELD -> "median min max" (or "- - -")
     grep "\"label\":\"$1-[0-9]*\"" "$RESULTS" | jget "$2" | sort -g |
@@ -622,13 +625,13 @@ if [ "$DO_RATE" = 1 ]; then
         say "no nginx 64 B result (BENCH_SIZES / BENCH_PROXIES): rate runs skipped; set BENCH_RATE_MSGS"
         RATE=""
     else
-        for px in $PROXIES; do
-            start_proxy "$px"
-            for r in $(seq 1 "$REPS"); do
+        for r in $(seq 1 "$REPS"); do
+            for px in $PROXIES; do
+                start_proxy "$px"
                 run_echo "$px-rate64-$r" "$PROXY_PORT" --tls 64 "$PROXY_PID" --rate "$RATE"
                 check_alive "$px" "$px-rate64-$r"
+                stop_proxy "$px"
             done
-            stop_proxy "$px"
         done
     fi
 fi
@@ -659,15 +662,15 @@ fi
 
 # all workers: every proxy on every CPU (not pinned), the generator still pinned to its CPU
 if [ "$ALL_WORKERS" = 1 ]; then
-    for px in $PROXIES; do
-        start_proxy "$px-all"
-        for size in $ALL_SIZES; do
-            for r in $(seq 1 "$REPS"); do
+    for r in $(seq 1 "$REPS"); do
+        for px in $PROXIES; do
+            start_proxy "$px-all"
+            for size in $ALL_SIZES; do
                 run_echo "$px-all-$size-$r" "$PROXY_PORT" --tls "$size" "$PROXY_PID"
                 check_alive "$px-all" "$px-all-$size-$r"
             done
+            stop_proxy "$px-all"
         done
-        stop_proxy "$px-all"
     done
 fi
 kill -0 "$ECHO_PID" 2>/dev/null || problem "echo_upstream exited during the run"

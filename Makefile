@@ -3,24 +3,22 @@
 #   make run        build, then start the chat example x4 behind wsgate on https://localhost:8443
 #   make test       install what is missing, then unit tests -> corpus replay -> end-to-end tests
 #   make asan       the same suite with ASan + UBSan
-# Each target installs missing Debian/npm packages itself (.ci/deps.sh).
+# Each target installs missing Debian/npm packages itself (.ci/deps.sh), and the first build makes
+# our own mbedTLS (tls/mbedtls/build.sh, cached under build/deps).
 
 FLAVOUR ?= release
 B := build/$(FLAVOUR)
 DEPS := build/deps
 
-# mbedTLS 3.6: the system package when it is new enough (Debian 13), else Debian 13's
-# packages unpacked under build/deps/mbedtls by .ci/deps.sh (Debian 12).
-MBEDTLS_SYS := $(shell dpkg --compare-versions "$$(dpkg-query -W -f='$${Version}' libmbedtls-dev 2>/dev/null)" ge 3.6 2>/dev/null && echo yes)
-ifeq ($(MBEDTLS_SYS),yes)
-MBEDTLS_CFLAGS :=
-MBEDTLS_LIBS := -l:libmbedtls.a -l:libmbedx509.a -l:libmbedcrypto.a
-else
-MBEDTLS_DIR := $(DEPS)/mbedtls/usr
+# mbedTLS 3.6: our own build (tls/mbedtls/build.sh: Debian 13's source package, our configuration
+# tls/mbedtls/config.h, the nettle PSA driver tls/psa/ inside libmbedcrypto.a), installed under
+# build/deps/mbedtls-<hash of its inputs>; mbedtls-current points at the one in use.
+MBEDTLS_DIR := $(DEPS)/mbedtls-current
 MBEDTLS_CFLAGS := -isystem $(MBEDTLS_DIR)/include
-MBEDTLS_LIBS := $(MBEDTLS_DIR)/lib/x86_64-linux-gnu/libmbedtls.a $(MBEDTLS_DIR)/lib/x86_64-linux-gnu/libmbedx509.a \
-                $(MBEDTLS_DIR)/lib/x86_64-linux-gnu/libmbedcrypto.a
-endif
+MBEDTLS_LIBS := $(MBEDTLS_DIR)/lib/libmbedtls.a $(MBEDTLS_DIR)/lib/libmbedx509.a $(MBEDTLS_DIR)/lib/libmbedcrypto.a
+# Rebuilds mbedTLS (and everything that links it) when one of its inputs changes.
+MBEDTLS_INPUTS := tls/mbedtls/build.sh tls/mbedtls/config.h $(wildcard tls/mbedtls/patches/*.patch) \
+                  $(wildcard tls/psa/*.c tls/psa/*.h)
 DEPS_STAMP := $(DEPS)/.build-ok
 
 CC ?= gcc
@@ -33,7 +31,7 @@ OPT := -O2
 endif
 CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
-LDLIBS := $(MBEDTLS_LIBS) -lev -lwslay -lpthread -lm
+LDLIBS := $(MBEDTLS_LIBS) -lhogweed -lnettle -lgmp -lev -lwslay -lpthread -lm
 
 LIB_SRCS := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) $(wildcard tls/*.c) $(wildcard frames/*.c) \
             $(wildcard policies/*.c)
@@ -46,14 +44,14 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 all: $(B)/wsgate $(if $(CERTS_SRCS),$(B)/wsgate-certs)
 
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP): .ci/deps.sh
+$(DEPS_STAMP): .ci/deps.sh $(MBEDTLS_INPUTS)
 	@./.ci/deps.sh build
 	@mkdir -p $(DEPS) && touch $@
 
 test-deps: $(DEPS_STAMP)
 	@./.ci/deps.sh test
 
-$(B)/%.o: %.c | $(DEPS_STAMP)
+$(B)/%.o: %.c $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -61,13 +59,14 @@ $(B)/libwsgate.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/wsgate: $(B)/gateway/main.o $(B)/libwsgate.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+# The stamp is a prerequisite so that a new mbedTLS build relinks; it is not linked.
+$(B)/wsgate: $(B)/gateway/main.o $(B)/libwsgate.a $(DEPS_STAMP)
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter-out $(DEPS_STAMP),$^) $(LDLIBS)
 
-$(B)/wsgate-certs: $(CERTS_SRCS:%.c=$(B)/%.o) $(B)/libwsgate.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/wsgate-certs: $(CERTS_SRCS:%.c=$(B)/%.o) $(B)/libwsgate.a $(DEPS_STAMP)
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter-out $(DEPS_STAMP),$^) $(LDLIBS)
 
-$(B)/tests/%_test: tests/unit/%_test.c $(B)/libwsgate.a | $(DEPS_STAMP)
+$(B)/tests/%_test: tests/unit/%_test.c $(B)/libwsgate.a $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(B)/libwsgate.a -lcmocka $(LDLIBS)
 

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, idempotently and quietly when it is already there.
-#   .ci/deps.sh build   Debian packages for building + mbedTLS 3.6 (under build/deps on Debian 12)
+#   .ci/deps.sh build   Debian packages for building + our mbedTLS 3.6 build (under build/deps)
 #   .ci/deps.sh run     the above + Node.js and the chat example's npm packages (make run)
 #   .ci/deps.sh test    the above + test peers (cmocka, python3-websockets, openssl, node modules)
 #   .ci/deps.sh bench   the above + nginx, haproxy
-# mbedTLS: Debian 13 ships 3.6 LTS as libmbedtls-dev; Debian 12 ships the end-of-life 2.28. On a
-# machine whose own package is older than 3.6 we fetch Debian 13's packages with a private apt
-# configuration (own sources list, own lists and cache directories; the system's apt sources are
-# untouched) and unpack them under build/deps/mbedtls, linking the static libraries.
+# mbedTLS: wsgate builds its own from Debian 13's 3.6 source package (tls/mbedtls/build.sh), on
+# Debian 12 and 13 alike: Debian 12 ships the end-of-life 2.28, and Debian 13's binary build has
+# the debug code and none of the PSA driver that the gateway needs (issue 18).
 set -euo pipefail
 what=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 deps=$top/build/deps
 
-need_pkgs=(gcc make pkg-config libev-dev libwslay-dev)
+# mbedTLS from source: patch, bzip2/xz-utils (its tarballs), Debian's python3 with jinja2 and
+# jsonschema (its driver-dispatch generator), nettle-dev (the PSA driver's primitives).
+need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev patch bzip2 xz-utils python3 python3-jinja2
+    python3-jsonschema)
 case $what in
 run) need_pkgs+=(nodejs) ;;
 test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh) ;;
@@ -36,27 +38,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# mbedTLS 3.6: the system package if it is new enough, else Debian 13's, unpacked privately.
-sysver=$(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null || true)
-if [ -n "$sysver" ] && dpkg --compare-versions "$sysver" ge 3.6; then
-    : # system package will do (Makefile checks the same way)
-elif [ ! -f "$deps/mbedtls/.ok" ]; then
-    echo "deps: fetching mbedTLS 3.6 (Debian 13 packages) into build/deps/mbedtls"
-    apt_dir=$deps/apt
-    rm -rf "$apt_dir" "$deps/mbedtls"
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/dl" "$deps/mbedtls"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
-        >"$apt_dir/sources.list"
-    apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
-        -o "Dir::State::Status=/var/lib/dpkg/status" -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
-    apt-get "${apt_opts[@]}" update -qq >/dev/null
-    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" download -qq \
-        libmbedtls-dev libmbedtls21 libmbedcrypto16 libmbedx509-7 >/dev/null)
-    for f in "$apt_dir"/dl/*.deb; do dpkg-deb -x "$f" "$deps/mbedtls"; done
-    grep -q 'MBEDTLS_VERSION_STRING *"3\.6' "$deps/mbedtls/usr/include/mbedtls/build_info.h"
-    touch "$deps/mbedtls/.ok"
-fi
+# mbedTLS 3.6, built from Debian 13's source package with our configuration and the nettle PSA
+# driver (tls/mbedtls/build.sh; cached under build/deps by a hash of its inputs).
+"$top/tls/mbedtls/build.sh" "$deps"
 
 if [ "$what" = test ] || [ "$what" = run ]; then
     dirs=(examples/chat)

@@ -92,6 +92,7 @@ asan:
 	@$(MAKE) --no-print-directory FLAVOUR=asan test
 
 bench: all
+	@./.ci/deps.sh bench
 	@./bench/run.sh $(B)
 
 # instructions per echoed message under callgrind (stable on a noisy machine; see the script)

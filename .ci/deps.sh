@@ -42,6 +42,27 @@ fi
 # driver (tls/mbedtls/build.sh; cached under build/deps by a hash of its inputs).
 "$top/tls/mbedtls/build.sh" "$deps"
 
+# The bench compares our build with mbedTLS as Debian 13 builds it: its binary packages, fetched
+# with a private apt configuration (own sources list, lists and cache; the system's apt sources
+# are untouched) and unpacked under build/deps/mbedtls-debian.
+if [ "$what" = bench ] && [ ! -f "$deps/mbedtls-debian/.ok" ]; then
+    echo "deps: fetching Debian 13's mbedTLS binary packages into build/deps/mbedtls-debian (bench)"
+    apt_dir=$deps/apt
+    rm -rf "$apt_dir" "$deps/mbedtls-debian"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/dl" "$deps/mbedtls-debian"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+        >"$apt_dir/sources.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+        -o "Dir::State::Status=/var/lib/dpkg/status" -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
+    apt-get "${apt_opts[@]}" update -qq >/dev/null
+    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" download -qq \
+        libmbedtls-dev libmbedtls21 libmbedcrypto16 libmbedx509-7 >/dev/null)
+    for f in "$apt_dir"/dl/*.deb; do dpkg-deb -x "$f" "$deps/mbedtls-debian"; done
+    grep -q 'MBEDTLS_VERSION_STRING *"3\.6' "$deps/mbedtls-debian/usr/include/mbedtls/build_info.h"
+    touch "$deps/mbedtls-debian/.ok"
+fi
+
 if [ "$what" = test ] || [ "$what" = run ]; then
     dirs=(examples/chat)
     [ "$what" = test ] && dirs+=(tests/e2e)

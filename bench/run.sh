@@ -115,24 +115,38 @@ if [ ! -x "$OUT/echo_upstream" ] || [ bench/echo_upstream.c -nt "$OUT/echo_upstr
 fi
 LOADGEN="$OUT/loadgen"
 ECHO="$OUT/echo_upstream"
-# mbedtls_raw links the same mbedTLS as wsgate (the Makefile's choice: the system's when >= 3.6,
-# else the Debian 13 packages unpacked under build/deps/mbedtls by `make`)
+# mbedtls_raw is built twice: against wsgate's own mbedTLS (tls/mbedtls/build.sh: our configuration
+# and the nettle PSA driver inside libmbedcrypto.a) and against mbedTLS as Debian 13 builds it (its
+# binary packages, unpacked under build/deps/mbedtls-debian by `.ci/deps.sh bench`), so the table
+# shows what our build buys. nettle_raw measures nettle itself, the driver's ceiling.
 RAW="$OUT/mbedtls_raw"
-MBED_DIR="$ROOT/build/deps/mbedtls/usr"
-if dpkg --compare-versions "$(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null)" ge 3.6 2>/dev/null; then
-    MBED_FLAGS=(-l:libmbedtls.a -l:libmbedx509.a -l:libmbedcrypto.a)
-elif [ -f "$MBED_DIR/lib/x86_64-linux-gnu/libmbedtls.a" ]; then
-    MBED_FLAGS=(-isystem "$MBED_DIR/include" "$MBED_DIR/lib/x86_64-linux-gnu/libmbedtls.a"
-        "$MBED_DIR/lib/x86_64-linux-gnu/libmbedx509.a" "$MBED_DIR/lib/x86_64-linux-gnu/libmbedcrypto.a")
-else
-    MBED_FLAGS=()
-fi
+RAW_DEB="$OUT/mbedtls_raw-debian"
+NETTLE_RAW="$OUT/nettle_raw"
+OUR_MBED="$ROOT/build/deps/mbedtls-current"
+DEB_MBED="$ROOT/build/deps/mbedtls-debian/usr"
+DEB_LIB="$DEB_MBED/lib/x86_64-linux-gnu"
 if [ "$RAW_SECONDS" != 0 ]; then
-    if [ ${#MBED_FLAGS[@]} = 0 ]; then
-        say "warning: no mbedTLS 3.6 found (run make first); mbedtls_raw skipped"
+    if [ ! -f "$OUR_MBED/lib/libmbedtls.a" ]; then
+        say "warning: wsgate's mbedTLS build is missing (run make first); mbedtls_raw skipped"
         RAW_SECONDS=0
-    elif [ ! -x "$RAW" ] || [ bench/mbedtls_raw.c -nt "$RAW" ]; then
-        gcc $CFLAGS_B -o "$RAW" bench/mbedtls_raw.c "${MBED_FLAGS[@]}" || die "building mbedtls_raw failed"
+    else
+        if [ ! -x "$RAW" ] || [ bench/mbedtls_raw.c -nt "$RAW" ] || [ "$OUR_MBED/lib/libmbedcrypto.a" -nt "$RAW" ]; then
+            gcc $CFLAGS_B -o "$RAW" bench/mbedtls_raw.c -isystem "$OUR_MBED/include" "$OUR_MBED/lib/libmbedtls.a" \
+                "$OUR_MBED/lib/libmbedx509.a" "$OUR_MBED/lib/libmbedcrypto.a" -lhogweed -lnettle -lgmp -lpthread ||
+                die "building mbedtls_raw failed"
+        fi
+        if [ -f "$DEB_LIB/libmbedtls.a" ]; then
+            if [ ! -x "$RAW_DEB" ] || [ bench/mbedtls_raw.c -nt "$RAW_DEB" ]; then
+                gcc $CFLAGS_B -o "$RAW_DEB" bench/mbedtls_raw.c -isystem "$DEB_MBED/include" "$DEB_LIB/libmbedtls.a" \
+                    "$DEB_LIB/libmbedx509.a" "$DEB_LIB/libmbedcrypto.a" -lpthread || die "building mbedtls_raw-debian failed"
+            fi
+        else
+            say "warning: Debian's mbedTLS packages are missing under build/deps/mbedtls-debian; its ceilings are skipped"
+            RAW_DEB=""
+        fi
+        if [ ! -x "$NETTLE_RAW" ] || [ bench/nettle_raw.c -nt "$NETTLE_RAW" ]; then
+            gcc $CFLAGS_B -o "$NETTLE_RAW" bench/nettle_raw.c -lhogweed -lnettle -lgmp || die "building nettle_raw failed"
+        fi
     fi
 fi
 
@@ -559,12 +573,23 @@ RAW_RES="$RUN/mbedtls_raw.jsonl"
 : >"$RAW_RES"
 if [ "$RAW_SECONDS" != 0 ]; then
     # pinned to the proxy CPU, nothing of ours running meanwhile; CPU-time based (robust to noise)
-    RAW_CMD=("$RAW" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS")
-    echo "${RAW_CMD[*]}" >>"$COMMANDS"
-    loadavg_note
-    "${PIN_PROXY[@]}" timeout 120 "${RAW_CMD[@]}" >"$RAW_RES" 2>"$RUN/mbedtls_raw.log" ||
-        problem "mbedtls_raw failed: $(tail -2 "$RUN/mbedtls_raw.log")"
-    grep '^mbedtls_raw ' "$RUN/mbedtls_raw.log" | while read -r l; do say "$l"; done
+    # each line of mbedtls_raw's output gets the build it measured: "ours" or "debian"
+    for build in ours debian; do
+        bin=$RAW
+        [ "$build" = debian ] && bin=$RAW_DEB
+        [ -n "$bin" ] || continue
+        RAW_CMD=("$bin" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS")
+        echo "${RAW_CMD[*]}" >>"$COMMANDS"
+        loadavg_note
+        "${PIN_PROXY[@]}" timeout 120 "${RAW_CMD[@]}" 2>"$RUN/mbedtls_raw-$build.log" |
+            sed "s/^{/{\"build\":\"$build\",/" >>"$RAW_RES" ||
+            problem "mbedtls_raw ($build) failed: $(tail -2 "$RUN/mbedtls_raw-$build.log")"
+        grep '^mbedtls_raw ' "$RUN/mbedtls_raw-$build.log" | while read -r l; do say "$build: $l"; done
+    done
+    NETTLE_CMD=("$NETTLE_RAW" -d "$RAW_SECONDS")
+    echo "${NETTLE_CMD[*]}" >>"$COMMANDS"
+    "${PIN_PROXY[@]}" timeout 120 "${NETTLE_CMD[@]}" >"$RUN/nettle_raw.txt" 2>&1 ||
+        problem "nettle_raw failed: $(tail -2 "$RUN/nettle_raw.txt")"
 fi
 for size in $SIZES; do
     for r in $(seq 1 "$REPS"); do
@@ -685,8 +710,8 @@ ratio() { # ratio A B
 }
 med() { local m; m=$(agg "$1" "$2"); echo "${m%% *}"; }
 negotiated() { grep "\"label\":\"$1-" "$RESULTS" | head -1 | { read -r l; echo "$(echo "$l" | jget proto) $(echo "$l" | jget cipher)"; }; }
-rawget() { # rawget MODE KEY VALUE FIELD: a field of mbedtls_raw's line whose KEY is VALUE
-    grep "\"mode\":\"$1\"" "$RAW_RES" 2>/dev/null | grep "\"$2\":\"$3\"" | head -1 | jget "$4"
+rawget() { # rawget MODE KEY VALUE FIELD: a field of mbedtls_raw's line (our build) whose KEY is VALUE
+    grep '"build":"ours"' "$RAW_RES" 2>/dev/null | grep "\"mode\":\"$1\"" 2>/dev/null | grep "\"$2\":\"$3\"" | head -1 | jget "$4"
 }
 size_name() {
     case $1 in
@@ -719,7 +744,7 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
     echo "== wsgate bench, $(date -u '+%Y-%m-%d %H:%M UTC')$([ "$QUICK" = 1 ] && echo ' (BENCH_QUICK=1 smoke run: numbers are rough)') =="
     echo "machine: nproc=$NPROC, CPU: $CPU_MODEL, kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
     echo "load average: before the run $LOAD_BEFORE; 1-min value sampled at each measurement: $(sort -g "$LOADAVG" | awk '{v[NR] = $1} END {if (NR) printf "min %s median %s max %s (n=%d)", v[1], v[int((NR + 1) / 2)], v[NR], NR}') (our proxy + generator account for about 2 of it)"
-    echo "wsgate: $WSGATE (built $(date -u -r "$WSGATE" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$WSGATE" | cut -c1-12); tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')); nginx: $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'); haproxy: $("$HAPROXY" -v 2>/dev/null | head -1 | awk '{print $3}'); loadgen TLS: $(openssl version | cut -d' ' -f1-2); mbedTLS: $(sed -n 's/^mbedtls_raw: //p' "$RUN/mbedtls_raw.log" 2>/dev/null | head -1)"
+    echo "wsgate: $WSGATE (built $(date -u -r "$WSGATE" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$WSGATE" | cut -c1-12); tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')); nginx: $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'); haproxy: $("$HAPROXY" -v 2>/dev/null | head -1 | awk '{print $3}'); loadgen TLS: $(openssl version | cut -d' ' -f1-2); mbedTLS: $(sed -n 's/^mbedtls_raw: //p' "$RUN/mbedtls_raw-ours.log" 2>/dev/null | head -1) (our build)"
     echo "$PIN_NOTE; ulimit -n $NOFILE"
     echo "echo: $CONNS connections, closed loop (1 message in flight each), $REPS x ${DUR} s (+${WARM} s warm-up): median [min-max]"
     echo "handshakes: $HS_CONC in flight, closed loop (connect, handshake, close_notify, close), $REPS x ${HS_SECONDS} s (+0.5 s warm-up), ECDSA P-256 certificate"
@@ -834,22 +859,27 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
     fi
     if [ -s "$RAW_RES" ]; then
         echo
-        echo "mbedTLS's own ceilings (bench/mbedtls_raw: client and server in one process over memory, no sockets; per CPU-second, pinned to CPU $PROXY_CPU):"
+        echo "mbedTLS's own ceilings (bench/mbedtls_raw: client and server in one process over memory, no sockets; per CPU-second, pinned to CPU $PROXY_CPU;"
+        echo "ours = wsgate's build with the nettle PSA driver, debian = Debian 13's binary packages):"
         grep '"mode":"record"' "$RAW_RES" | while read -r l; do
-            printf '  %-34s %8s MB/s encrypt+decrypt (encrypt %s, decrypt %s MB/s), %s KiB writes\n' \
-                "$(echo "$l" | jget suite)" "$(echo "$l" | jget mb_per_s)" "$(echo "$l" | jget enc_mb_per_s)" \
-                "$(echo "$l" | jget dec_mb_per_s)" "$(($(echo "$l" | jget write_size) / 1024))"
+            printf '  %-6s %-34s %8s MB/s encrypt+decrypt (encrypt %s, decrypt %s MB/s), %s KiB writes\n' \
+                "$(echo "$l" | jget build)" "$(echo "$l" | jget suite)" "$(echo "$l" | jget mb_per_s)" \
+                "$(echo "$l" | jget enc_mb_per_s)" "$(echo "$l" | jget dec_mb_per_s)" "$(($(echo "$l" | jget write_size) / 1024))"
         done
         grep '"mode":"handshake"' "$RAW_RES" | while read -r l; do
-            printf '  %-34s %8s full handshakes/s server side per core (%s ms each; client side %s/s)\n' \
-                "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" "$(echo "$l" | jget server_ms)" \
-                "$(echo "$l" | jget client_per_s)"
+            printf '  %-6s %-34s %8s full handshakes/s server side per core (%s ms each; client side %s/s)\n' \
+                "$(echo "$l" | jget build)" "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" \
+                "$(echo "$l" | jget server_ms)" "$(echo "$l" | jget client_per_s)"
         done
         grep '"mode":"resumed"' "$RAW_RES" | while read -r l; do
-            printf '  %-34s %8s resumed handshakes/s server side per core (%s ms each; client side %s/s)\n' \
-                "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" "$(echo "$l" | jget server_ms)" \
-                "$(echo "$l" | jget client_per_s)"
+            printf '  %-6s %-34s %8s resumed handshakes/s server side per core (%s ms each; client side %s/s)\n' \
+                "$(echo "$l" | jget build)" "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" \
+                "$(echo "$l" | jget server_ms)" "$(echo "$l" | jget client_per_s)"
         done
+        if [ -s "$RUN/nettle_raw.txt" ]; then
+            echo "nettle's own speed (bench/nettle_raw, the driver's ceiling; one core, pinned to CPU $PROXY_CPU):"
+            sed 's/^/  /' "$RUN/nettle_raw.txt"
+        fi
     fi
     echo
     echo "commands (ports: upstream $UPORT, wsgate $WPORT, nginx $NPORT, haproxy $HPORT; configs: $NGINX_CONF, $HAP_CFG):"

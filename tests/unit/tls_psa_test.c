@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gmp.h>
 #include <psa/crypto.h>
 
 #include "tls/psa/nettle_driver.h"
@@ -474,9 +475,35 @@ static void test_fallbacks(void **state)
     assert_int_equal(calls(WSG_PSA_NETTLE_GENERATE_KEY), gen);
 }
 
+static void (*gmp_free_at_start)(void *, size_t);
+
+/* nettle's ECC scratch comes from GMP's allocator: after the driver's first ECC operation, GMP's
+ * free is the driver's wiping one, not the one the process started with. */
+static void test_gmp_scratch_wiped(void **state)
+{
+    (void)state;
+    void (*now)(void *, size_t);
+    psa_key_attributes_t a = PSA_KEY_ATTRIBUTES_INIT;
+    psa_key_id_t k;
+    uint8_t pub[32];
+    size_t len;
+
+    psa_set_key_type(&a, X25519_PAIR);
+    psa_set_key_bits(&a, 255);
+    psa_set_key_usage_flags(&a, PSA_KEY_USAGE_DERIVE);
+    psa_set_key_algorithm(&a, PSA_ALG_ECDH);
+    assert_int_equal(psa_generate_key(&a, &k), PSA_SUCCESS);
+    assert_int_equal(psa_export_public_key(k, pub, sizeof(pub), &len), PSA_SUCCESS);
+    psa_destroy_key(k);
+    mp_get_memory_functions(NULL, NULL, &now);
+    assert_non_null(gmp_free_at_start);
+    assert_ptr_not_equal(now, gmp_free_at_start);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
+    mp_get_memory_functions(NULL, NULL, &gmp_free_at_start);
     return psa_crypto_init() == PSA_SUCCESS ? 0 : -1;
 }
 
@@ -493,7 +520,7 @@ int main(void)
         cmocka_unit_test(test_x25519_rfc7748),     cmocka_unit_test(test_x25519_bad_peers),
         cmocka_unit_test(test_generate_and_agree), cmocka_unit_test(test_p256_ecdh_cavs),
         cmocka_unit_test(test_ecdsa_p256),         cmocka_unit_test(test_gcm_vectors),
-        cmocka_unit_test(test_fallbacks),
+        cmocka_unit_test(test_fallbacks),          cmocka_unit_test(test_gmp_scratch_wiped),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -30,6 +30,8 @@
 #include <nettle/memops.h>
 #include <nettle/sha1.h>
 #include <nettle/sha2.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 static _Thread_local unsigned long calls[WSG_PSA_NETTLE_OPS];
@@ -37,6 +39,50 @@ static _Thread_local unsigned long calls[WSG_PSA_NETTLE_OPS];
 unsigned long wsg_psa_nettle_calls(enum wsg_psa_nettle_op op)
 {
     return (unsigned)op < WSG_PSA_NETTLE_OPS ? calls[op] : 0;
+}
+
+/* ---- nettle's scratch memory ---------------------------------------------------------------
+ * nettle's high-level ECC calls (ecc_point_mul, ecc_point_mul_g, curve25519_mul, _mul_g) take
+ * their scratch from GMP's allocator and hand it back unwiped, and that scratch holds the
+ * projective coordinates of a shared secret. So GMP's free and realloc get a wipe: the sizes
+ * GMP passes are the block sizes. GMP's defaults are malloc/realloc/free, so blocks allocated
+ * before the switch are freed correctly after it; like GMP's own, allocation failure aborts.
+ * wsgate uses GMP only through this driver. Installed once, before the driver's first ECC call. */
+static void *gmp_alloc_fn(size_t n)
+{
+    void *p = malloc(n);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static void *gmp_realloc_wipe(void *old, size_t old_size, size_t new_size)
+{
+    void *p = gmp_alloc_fn(new_size);
+    memcpy(p, old, old_size < new_size ? old_size : new_size);
+    mbedtls_platform_zeroize(old, old_size);
+    free(old);
+    return p;
+}
+
+static void gmp_free_wipe(void *p, size_t size)
+{
+    if (p != NULL) {
+        mbedtls_platform_zeroize(p, size);
+        free(p);
+    }
+}
+
+static pthread_once_t gmp_wipe_once = PTHREAD_ONCE_INIT;
+
+static void gmp_wipe_install(void)
+{
+    mp_set_memory_functions(gmp_alloc_fn, gmp_realloc_wipe, gmp_free_wipe);
+}
+
+static void wipe_nettle_scratch(void)
+{
+    pthread_once(&gmp_wipe_once, gmp_wipe_install);
 }
 
 /* ---- P-256 helpers ------------------------------------------------------------------------- */
@@ -168,6 +214,7 @@ psa_status_t wsg_nettle_transparent_export_public_key(const psa_key_attributes_t
                                                       const uint8_t *key_buffer, size_t key_buffer_size,
                                                       uint8_t *data, size_t data_size, size_t *data_length)
 {
+    wipe_nettle_scratch();
     if (is_x25519_pair(attributes)) {
         if (key_buffer_size != CURVE25519_SIZE)
             return PSA_ERROR_NOT_SUPPORTED;
@@ -215,6 +262,7 @@ psa_status_t wsg_nettle_transparent_key_agreement(const psa_key_attributes_t *at
 {
     if (alg != PSA_ALG_ECDH)
         return PSA_ERROR_NOT_SUPPORTED;
+    wipe_nettle_scratch();
 
     if (is_x25519_pair(attributes)) {
         uint8_t out[CURVE25519_SIZE];

@@ -44,11 +44,14 @@ suites=(
 
 # The same driver header path as the library build; the driver object is already inside
 # libmbedcrypto.a, and it needs nettle. GEN_FILES= : the generated sources are in the tarball.
+libs="-lhogweed -lnettle -lgmp"
+# the optional libsodium X25519 path of the driver (config: WSG_PSA_SODIUM_X25519)
+grep -q '^#define WSG_PSA_SODIUM_X25519' "$src/include/mbedtls/mbedtls_config.h" && libs="$libs -lsodium"
 jobs=$(nproc 2>/dev/null || echo 2)
 [ "$jobs" -gt 2 ] && jobs=2
 t0=$(date +%s)
 if ! make -s -C "$src/tests" -j"$jobs" GEN_FILES= CFLAGS="-O2 -I$top/tls/psa" \
-    LDFLAGS="-lhogweed -lnettle -lgmp" "${suites[@]}" >"$src/tests/wsg-build.log" 2>&1; then
+    LDFLAGS="$libs" "${suites[@]}" >"$src/tests/wsg-build.log" 2>&1; then
     tail -30 "$src/tests/wsg-build.log"
     echo "mbedtls: 0 passed, ${#suites[@]} failed (the suites did not build)"
     exit 1

@@ -92,7 +92,7 @@ static void wipe_nettle_scratch(void)
 
 #define P256_BYTES 32
 #define P256_LIMBS ((256 + GMP_NUMB_BITS - 1) / GMP_NUMB_BITS)
-/* Scratch for ecc_ecdsa_sign on P-256 (nettle 3.8 asks for 7 * 4 limbs; checked at run time). */
+/* Scratch for ecc_ecdsa_sign on P-256 (nettle 3.8.1 asks for 44 limbs; checked at run time). */
 #define P256_SIGN_SCRATCH_LIMBS 64
 
 /* The group order n of P-256 (SEC 2), big-endian. */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,6 +476,76 @@ static void test_fallbacks(void **state)
     assert_int_equal(calls(WSG_PSA_NETTLE_GENERATE_KEY), gen);
 }
 
+/* Worker threads share keys and call the driver at once, as wsgate's workers do: the answers stay
+ * the known ones, and each thread's counters count that thread's operations only. */
+#define THREADS 4
+#define ROUNDS 150
+
+struct thread_job {
+    psa_key_id_t x25519, p256, gcm;
+    int ok;
+};
+
+static void *thread_main(void *arg)
+{
+    struct thread_job *j = arg;
+    size_t bob_len, cavs_len, x_len, z_len, pt_len, ct_len, len;
+    uint8_t *bob = unhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f", &bob_len);
+    uint8_t *cavs = unhex("04" CAVS_QX CAVS_QY, &cavs_len);
+    uint8_t *x = unhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742", &x_len);
+    uint8_t *z = unhex("46fc62106420ff012e54a434fbdd2d25ccc5852060561e68040dd7778997bd7b", &z_len);
+    uint8_t *pt = unhex(gcm_vectors[0].pt, &pt_len), *ct = unhex(gcm_vectors[0].ct, &ct_len);
+    size_t iv_len, aad_len;
+    uint8_t *iv = unhex(gcm_vectors[0].iv, &iv_len), *aad = unhex(gcm_vectors[0].aad, &aad_len);
+    uint8_t out[128];
+    unsigned long k0 = wsg_psa_nettle_calls(WSG_PSA_NETTLE_KEY_AGREEMENT);
+    unsigned long e0 = wsg_psa_nettle_calls(WSG_PSA_NETTLE_AEAD_ENCRYPT);
+
+    j->ok = 1;
+    for (int i = 0; i < ROUNDS && j->ok; i++) {
+        j->ok &= psa_raw_key_agreement(PSA_ALG_ECDH, j->x25519, bob, bob_len, out, sizeof(out), &len) ==
+                     PSA_SUCCESS &&
+                 len == 32 && memcmp(out, x, 32) == 0;
+        j->ok &= psa_raw_key_agreement(PSA_ALG_ECDH, j->p256, cavs, cavs_len, out, sizeof(out), &len) ==
+                     PSA_SUCCESS &&
+                 len == 32 && memcmp(out, z, 32) == 0;
+        j->ok &= psa_aead_encrypt(j->gcm, PSA_ALG_GCM, iv, iv_len, aad, aad_len, pt, pt_len, out, sizeof(out),
+                                  &len) == PSA_SUCCESS &&
+                 len == ct_len + 16 && memcmp(out, ct, ct_len) == 0;
+    }
+    j->ok &= wsg_psa_nettle_calls(WSG_PSA_NETTLE_KEY_AGREEMENT) - k0 == 2 * ROUNDS;
+    j->ok &= wsg_psa_nettle_calls(WSG_PSA_NETTLE_AEAD_ENCRYPT) - e0 == ROUNDS;
+    free(bob), free(cavs), free(x), free(z), free(pt), free(ct), free(iv), free(aad);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    struct thread_job jobs[THREADS];
+    pthread_t t[THREADS];
+    psa_key_id_t x = import(X25519_PAIR, 255, PSA_KEY_USAGE_DERIVE, PSA_ALG_ECDH,
+                            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+    psa_key_id_t p = import(P256_PAIR, 256, PSA_KEY_USAGE_DERIVE, PSA_ALG_ECDH,
+                            "7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534");
+    psa_key_id_t g = import(PSA_KEY_TYPE_AES, 128, PSA_KEY_USAGE_ENCRYPT, PSA_ALG_GCM, gcm_vectors[0].key);
+    unsigned long mine = calls(WSG_PSA_NETTLE_KEY_AGREEMENT);
+
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (struct thread_job){x, p, g, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, thread_main, &jobs[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_true(jobs[i].ok);
+    }
+    /* the other threads' operations are not this thread's */
+    assert_int_equal(calls(WSG_PSA_NETTLE_KEY_AGREEMENT), mine);
+    psa_destroy_key(x);
+    psa_destroy_key(p);
+    psa_destroy_key(g);
+}
+
 static void (*gmp_free_at_start)(void *, size_t);
 
 /* nettle's ECC scratch comes from GMP's allocator: after the driver's first ECC operation, GMP's
@@ -517,10 +588,15 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_x25519_rfc7748),     cmocka_unit_test(test_x25519_bad_peers),
-        cmocka_unit_test(test_generate_and_agree), cmocka_unit_test(test_p256_ecdh_cavs),
-        cmocka_unit_test(test_ecdsa_p256),         cmocka_unit_test(test_gcm_vectors),
-        cmocka_unit_test(test_fallbacks),          cmocka_unit_test(test_gmp_scratch_wiped),
+        cmocka_unit_test(test_x25519_rfc7748),
+        cmocka_unit_test(test_x25519_bad_peers),
+        cmocka_unit_test(test_generate_and_agree),
+        cmocka_unit_test(test_p256_ecdh_cavs),
+        cmocka_unit_test(test_ecdsa_p256),
+        cmocka_unit_test(test_gcm_vectors),
+        cmocka_unit_test(test_fallbacks),
+        cmocka_unit_test(test_gmp_scratch_wiped),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -339,7 +339,7 @@ int wsg_conn_http_resp_head(struct wsg_conn *c)
     if (n == WSG_PARSE_PARTIAL) {
         if (c->up.eof || avail >= c->up.in.cap) {
             wsg_conn_http_error(c, c->up.eof ? WSG_R_UPSTREAM_CLOSED : WSG_R_UPSTREAM_BAD,
-                          "incomplete response head");
+                                "incomplete response head");
             return 1;
         }
         return 0;
@@ -369,7 +369,8 @@ int wsg_conn_http_resp_head(struct wsg_conn *c)
             wsg_http_find(resp.headers, resp.num_headers, "Sec-WebSocket-Protocol");
         if (chosen != NULL && c->pol->nsubprotocols &&
             !wsg_match_subprotocol_one(c->pol, chosen->value, chosen->value_len)) {
-            wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD, "upstream chose a subprotocol the route does not allow");
+            wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD,
+                                "upstream chose a subprotocol the route does not allow");
             return 1;
         }
         if (wsg_http_find(resp.headers, resp.num_headers, "Sec-WebSocket-Extensions") != NULL) {
@@ -465,4 +466,3 @@ int wsg_conn_http_resp_body(struct wsg_conn *c)
     }
     return n > 0 || c->x.resp_done;
 }
-

@@ -23,11 +23,12 @@
 #include <sys/types.h>
 
 #include "frames/ws.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "gateway/conn.h"
 #include "gateway/http1.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
+#include "gateway/reason.h"
 
 enum wsg_state {
     WSG_ST_TLS_HANDSHAKE, /* TLS handshake in progress */
@@ -212,8 +213,8 @@ int wsg_conn_ws_start(struct wsg_conn *c);
 /* Runs both relays and decides how the session ends. @return >0 progress, 0 nothing. */
 int wsg_conn_ws_pump(struct wsg_conn *c);
 /* Ends a WebSocket for reason r: a gateway close to each hop whose code is not 0. */
-void wsg_conn_ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason, int up_code,
-                      const char *up_reason);
+void wsg_conn_ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason,
+                      int up_code, const char *up_reason);
 /* Draining: schedules this session's 1001 within drain_spread (or sends it now). */
 void wsg_conn_ws_drain(struct wsg_conn *c);
 /* Gives back the session's count in the per-IP table (ip_max_conns, ip_upgrades), if any. */

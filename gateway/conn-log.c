@@ -122,4 +122,3 @@ void wsg_conn_policy_hit(struct wsg_conn *c, enum wsg_policy_rule rule, int dir,
          suppressed ? " (earlier ones were not logged)" : "");
     suppressed = 0;
 }
-

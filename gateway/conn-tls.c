@@ -112,4 +112,3 @@ int wsg_conn_tls_out(struct wsg_conn *c)
     }
     return progress;
 }
-

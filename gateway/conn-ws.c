@@ -207,7 +207,8 @@ void wsg_conn_ws_on_timer(EV_P_ ev_timer *t, int revents)
         wsg_conn_ws_fail(c, WSG_R_WS_PONG, 1001, "no pong in time", 1001, "client unresponsive");
     } else if (c->lifetime_end && now >= c->lifetime_end) {
         wsg_conn_policy_hit(c, WSG_PR_LIFETIME, 0, "max_lifetime reached");
-        wsg_conn_ws_fail(c, WSG_R_WS_LIFETIME, 1001, "connection lifetime reached", 1001, "client lifetime reached");
+        wsg_conn_ws_fail(c, WSG_R_WS_LIFETIME, 1001, "connection lifetime reached", 1001,
+                         "client lifetime reached");
     } else if (p->slow_consumer_bytes > 0 && client_backlog(c) > p->slow_consumer_bytes) {
         if (c->slow_since == 0) {
             c->slow_since = now;
@@ -301,8 +302,8 @@ static void ws_close_upstream(struct wsg_conn *c, int code, const char *reason)
 }
 
 /* Ends a WebSocket for reason r: tells both hops, then closes once the frames are out. */
-void wsg_conn_ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason, int up_code,
-                    const char *up_reason)
+void wsg_conn_ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const char *cli_reason,
+                      int up_code, const char *up_reason)
 {
     if (c->reason == WSG_R_NONE)
         c->reason = r;
@@ -348,7 +349,8 @@ int wsg_conn_ws_pump(struct wsg_conn *c)
                                             : WSG_R_WS_PROTOCOL;
         if (code != 1008) /* rate closes were counted by the admit hook */
             wsg_conn_policy_hit(c, rule_of(code, why), 0, why);
-        wsg_conn_ws_fail(c, rs, code, why, 1001, code == 1002 ? "client protocol error" : "client broke a policy");
+        wsg_conn_ws_fail(c, rs, code, why, 1001,
+                         code == 1002 ? "client protocol error" : "client broke a policy");
         progress++;
     }
     r = relay_step(c->u2c, &c->u2c_failed);
@@ -395,14 +397,14 @@ int wsg_conn_ws_pump(struct wsg_conn *c)
     return progress;
 }
 
-
 /* ------------------------------------------------------------------ drain */
 
 /* Spreads the 1001s over drain_spread so that clients do not all reconnect at once. */
 void wsg_conn_ws_drain(struct wsg_conn *c)
 {
     const struct wsg_cfg *cfg = cfg_of(c);
-    double spread = cfg->drain_spread < cfg->drain_timeout * 0.8 ? cfg->drain_spread : cfg->drain_timeout * 0.8;
+    double spread =
+        cfg->drain_spread < cfg->drain_timeout * 0.8 ? cfg->drain_spread : cfg->drain_timeout * 0.8;
     uint32_t r = 0;
     if (spread > 0 && wsg_rng_fill(c->w->rng, (uint8_t *)&r, sizeof(r)) == 0) {
         c->drain_at = now_of(c) + spread * ((double)r / 4294967296.0) + 0.001;

@@ -34,7 +34,7 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 LDLIBS := $(MBEDTLS_LIBS) -lhogweed -lnettle -lgmp -lev -lwslay -lpthread -lm
 
 LIB_SRCS := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) $(wildcard tls/*.c) $(wildcard frames/*.c) \
-            $(wildcard policies/*.c)
+            $(wildcard policies/*.c) $(wildcard policies/base/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 CERTS_SRCS := $(wildcard certs/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
@@ -82,6 +82,7 @@ e2e: test-deps all
 	@WSGATE_BIN=$(B)/wsgate ./tests/e2e/run.sh
 
 test: test-deps
+	@./tests/layering-check.sh
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
 	@$(MAKE) --no-print-directory fuzz-replay

@@ -28,7 +28,7 @@
 
 #include <wslay/wslay.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 /* A wslay_frame context and the relay using it: wslay fixes a context's user_data at init, so the
  * callbacks get the codec and find the relay through it. */

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "gateway/buf-t.h"
-#include "gateway/err.h"
+#include "policies/base/buf-t.h"
+#include "policies/base/err.h"
 
 /* ---- Handshake (RFC 6455 §4) ---- */
 

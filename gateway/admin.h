@@ -15,7 +15,7 @@
 #include <ev.h>
 #include <stdio.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 
 struct wsg_admin_ops {
     /* Returns 0 or -1 with err (the reason the reload was refused). */

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 #include "policies/policy.h"
 
 #define WSG_CFG_MAX_LISTEN 16

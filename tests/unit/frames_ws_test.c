@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "frames/ws.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 /* ---- growable byte string ---- */
 

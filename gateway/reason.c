@@ -1,5 +1,5 @@
-/* err.c - the one table that maps each failure to its answer on the wire. */
-#include "gateway/err.h"
+/* reason.c - the one table that maps each failure to its answer on the wire. */
+#include "gateway/reason.h"
 
 const struct wsg_reason_row wsg_reasons[WSG_R__COUNT] = {
     [WSG_R_NONE] = {"done", 0, 1000},

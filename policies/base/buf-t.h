@@ -1,4 +1,4 @@
-/* buf-t.h - the byte buffer type, for structs that embed it by value. */
+/* buf-t.h - the byte buffer type, for structs that embed it by value (base layer, policies/base/). */
 #ifndef WSG_BUF_T_H
 #define WSG_BUF_T_H
 

@@ -1,5 +1,6 @@
 /*
- * buf.h - fixed-capacity linear sliding byte buffer (leaf: anyone may include).
+ * buf.h - fixed-capacity linear sliding byte buffer. Part of the base layer (policies/base/), below
+ * every module: anyone may include it, and it includes nothing of the project but err.h.
  *
  * API: reserve -> write into the span -> commit; peek -> consume. The buffer slides its bytes back
  * to offset 0 when it empties or when reserve needs tail room. Memory is allocated lazily on the
@@ -12,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/buf-t.h"
-#include "gateway/err.h"
+#include "policies/base/buf-t.h"
+#include "policies/base/err.h"
 
 /* Sets capacity and watermarks; allocates nothing. hiwat defaults to cap, lowat to cap/2. */
 void wsg_buf_setup(struct wsg_buf *b, uint32_t cap);

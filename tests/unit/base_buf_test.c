@@ -1,4 +1,4 @@
-/* gateway_buf_test.c - the linear sliding buffer: reserve/commit, peek/consume, lazy memory. */
+/* base_buf_test.c - the linear sliding buffer: reserve/commit, peek/consume, lazy memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 static void fill(uint8_t *p, size_t n, uint8_t first)
 {

@@ -5,7 +5,7 @@
  * a frame header). Memory is taken on the first reserve and can be given back when the buffer
  * empties, which keeps idle connections cheap.
  */
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -57,17 +57,34 @@ static void test_well_formed(void **state)
            "{\"name\":\"d\",\"labels\":{},\"value\":-0}],\"skipped\":0}\n", /* -0 is a JSON number */
            0);
     /* a bad TYPE line is ignored (comments are not counted as skipped) */
-    expect("# TYPE x nonsense\n# TYPE  gauge\n#TYPE y gauge\n", "{\"types\":{},\"samples\":[],\"skipped\":0}\n", 0);
+    expect("# TYPE x nonsense\n# TYPE  gauge\n#TYPE y gauge\n",
+           "{\"types\":{},\"samples\":[],\"skipped\":0}\n", 0);
 }
 
 static void test_malformed_lines_skipped(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "a NaN\n",           "a +Inf\n",          "a -Inf\n",          "a 1e400\n",      "a\n",
-        "a \n",              "a x\n",             "a{b=\"1\"}2\n",     "a{b=\"1\" 2\n",  "a{b=1} 2\n",
-        "a{=\"1\"} 2\n",     "a{b=\"1\\x\"} 2\n", "a{b=\"1} 2\n",      "a{:b=\"1\"} 2\n", "9a 1\n",
-        "a 1 2 3\n",         "a 1 x\n",           "{b=\"1\"} 2\n",     "a 1 -\n",        "a 0x10\n",
+        "a NaN\n",
+        "a +Inf\n",
+        "a -Inf\n",
+        "a 1e400\n",
+        "a\n",
+        "a \n",
+        "a x\n",
+        "a{b=\"1\"}2\n",
+        "a{b=\"1\" 2\n",
+        "a{b=1} 2\n",
+        "a{=\"1\"} 2\n",
+        "a{b=\"1\\x\"} 2\n",
+        "a{b=\"1} 2\n",
+        "a{:b=\"1\"} 2\n",
+        "9a 1\n",
+        "a 1 2 3\n",
+        "a 1 x\n",
+        "{b=\"1\"} 2\n",
+        "a 1 -\n",
+        "a 0x10\n",
         "a 12345678901234567890123456789012345678901234567890123456789012345\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -94,7 +111,10 @@ static void test_malformed_lines_skipped(void **state)
     expect(big, "{\"types\":{},\"samples\":[],\"skipped\":1}\n", 1);
     free(big);
     /* control and non-ASCII bytes in a label value come out escaped */
-    expect("a{b=\"\x01\xff\"} 1", "{\"types\":{},\"samples\":[\n{\"name\":\"a\",\"labels\":{\"b\":\"\\u0001\\u00ff\"},\"value\":1}],\"skipped\":0}\n", 0);
+    expect("a{b=\"\x01\xff\"} 1",
+           "{\"types\":{},\"samples\":[\n{\"name\":\"a\",\"labels\":{\"b\":\"\\u0001\\u00ff\"},\"value\":1}],"
+           "\"skipped\":0}\n",
+           0);
 }
 
 int main(void)

@@ -89,6 +89,7 @@ test: test-deps
 	@./tests/readme-check.sh $(B)/wsgate
 	@$(MAKE) --no-print-directory man-check
 	@./tests/install-check.sh $(FLAVOUR)
+	@./.ci/deb.sh
 	@WSGATE_BIN=$(B)/wsgate WSGATE_CERTS_BIN=$(B)/wsgate-certs ./tests/e2e/run.sh
 
 asan:
@@ -177,3 +178,9 @@ install: all man
 	else \
 	    install -m 0640 $(SHARE)/wsgate.conf $(DESTDIR)$(SYSCONFDIR)/wsgate/wsgate.conf; \
 	fi
+
+# ---- the Debian package (issue 17): dpkg-buildpackage + debhelper on a copy of the tree with
+# debian/ from .ci/debian/, lintian (no error), then dpkg -i into a scratch root (.ci/deb.sh).
+.PHONY: deb
+deb:
+	@./.ci/deb.sh

@@ -89,6 +89,7 @@ test: test-deps
 	@./tests/readme-check.sh $(B)/wsgate
 	@$(MAKE) --no-print-directory man-check
 	@./tests/install-check.sh $(FLAVOUR)
+	@./tests/nginx-doc-check.sh $(B)/wsgate $(B)/wsgate-certs
 	@./.ci/deb.sh
 	@WSGATE_BIN=$(B)/wsgate WSGATE_CERTS_BIN=$(B)/wsgate-certs ./tests/e2e/run.sh
 

@@ -107,7 +107,7 @@ const char wsg_status_html[] =
     "  document.getElementById('closes').innerHTML = table(['sent by', 'code', N('total')],\n"
     "    by('wsgate_websocket_closes_total').map((s) => [td(s.labels.by.replace(/_/g, ' ')), td(s.labels.code), cell(s)]), 'no close frames yet');\n"
     "  document.getElementById('policy').innerHTML = table(['route', 'rule', 'direction', N('total')],\n"
-    "    by('wsgate_policy_events_total').map((s) => [td(s.labels.route), td(s.labels.rule), td(s.labels.direction.replace(/_/g, ' ')), cell(s)]), 'no violations');\n"
+    "    by('wsgate_policy_events_total').map((s) => [td(s.labels.route), td(s.labels.rule === 'throttled' ? 'throttled (held, not refused)' : s.labels.rule), td(s.labels.direction.replace(/_/g, ' ')), cell(s)]), 'no violations');\n"
     "  document.getElementById('ups').innerHTML = table(['route', 'upstream', 'health', N('connections opened'), N('rate'), N('connect failures')],\n"
     "    by('wsgate_upstream_up').map((s) => {\n"
     "      const picks = one('wsgate_upstream_picks_total', s.labels), fails = one('wsgate_upstream_failures_total', s.labels);\n"

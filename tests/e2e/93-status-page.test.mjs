@@ -1,7 +1,8 @@
 // The admin listener's status page (issue 17) in a real browser: Debian's Chromium (headless,
 // driven by playwright-core) loads GET / from the admin listener of a wsgate that carried a
-// scripted workload (WebSocket sessions with messages both ways and several close codes, HTTP
-// requests, a failed TLS handshake, a dead upstream beside a live one). Checked: no console error
+// scripted workload (WebSocket sessions with messages both ways and several close codes, a frame
+// over client_max_frame (1009, a policy event), HTTP requests, a failed TLS handshake, a dead
+// upstream beside a live one). Checked: no console error
 // and no page error, no request leaves the admin origin, every figure cell (data-series names the
 // /metrics series it shows) equals the series in a /metrics scrape taken while the gateway is
 // idle, the page refreshes itself and follows more traffic, and /status.json holds exactly the
@@ -73,7 +74,7 @@ before(async () => {
   const dead = await freePort(); // nothing listens: the upstream table shows its failures
   adminPort = await freePort();
   gw = await startGateway(['--upstream', echo.addr, '--upstream', `127.0.0.1:${dead}`, '--workers', '2',
-    '--admin', `127.0.0.1:${adminPort}`]);
+    '--admin', `127.0.0.1:${adminPort}`, '--client_max_frame', '1k']);
   await waitFor(async () => { try { return (await adminRequest(adminPort, '/healthz')).status === 200; } catch { return false; } },
     5000, 'the admin endpoint');
   // Workload: sessions with several close codes (4000 is counted as "other"), plain HTTP, a failed handshake.
@@ -82,6 +83,18 @@ before(async () => {
     try { await session(n, code); done++; } catch { /* a pick of the dead upstream fails: counted as such */ }
   }
   while (done < 4) { try { await session(2, 1000); done++; } catch { /* again */ } }
+  // A frame over client_max_frame: closed 1009, a max_frame policy event on the page.
+  for (let tries = 1; ; tries++) {
+    const ws = new WebSocket(`wss://localhost:${gw.port}/chat`, { rejectUnauthorized: false });
+    onCleanup(() => ws.terminate());
+    const opened = await new Promise((res) => { ws.once('open', () => res(true)); ws.once('error', () => res(false)); });
+    assert.ok(opened || tries < 5, 'no WebSocket session opened in 5 tries');
+    if (!opened) continue;
+    const closed = new Promise((res) => ws.once('close', (code) => res(code)));
+    ws.send(Buffer.alloc(3000, 7));
+    assert.equal(await closed, 1009);
+    break;
+  }
   for (let i = 0; i < 3; i++) await httpsRequest(gw.port, { path: `/page${i}` }).catch(() => {});
   await new Promise((resolve) => { // plain text to the TLS port: a failed handshake
     const p = net.connect({ host: '127.0.0.1', port: gw.port }, () => p.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'));
@@ -90,7 +103,7 @@ before(async () => {
     p.on('close', resolve);
     setTimeout(() => { p.destroy(); resolve(); }, 5000);
   });
-  await settle(4);
+  await settle(5);
   if (haveChromium) {
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
@@ -188,6 +201,7 @@ test('the status page in Chromium: no console error, every figure equals /metric
   assert.equal(Number(at('wsgate_tls_handshakes_total{result="failed"}')), m.get('wsgate_tls_handshakes_total{result="failed"}'));
   assert.ok(m.get('wsgate_tls_handshakes_total{result="failed"}') >= 1);
   assert.equal(await page.$$eval('#ups tbody tr', (r) => r.length), 2);
+  assert.equal(at('wsgate_policy_events_total{route="default",rule="max_frame",direction="client_to_upstream"}'), '1');
   // Every close-code series of /metrics has its row, and every upstream.
   for (const k of m.keys()) {
     if (/^wsgate_(websocket_closes_total|upstream_up|policy_events_total)\{/.test(k)) assert.ok(shown.some((c) => c.series === k), `no row for ${k}`);

@@ -1266,3 +1266,27 @@ void wsg_cfg_markdown(FILE *out)
                 route_allowed(st) ? "top, route" : "top", st->help, bounds);
     }
 }
+
+/* A generator's view of one row: the same words --help and --help-markdown print. */
+int wsg_cfg_row(size_t i, struct wsg_cfg_row *row)
+{
+    if (i >= NSETTINGS)
+        return -1;
+    const struct setting *st = &settings[i];
+    *row = (struct wsg_cfg_row){.name = st->name,
+                                .type = type_name(st->type),
+                                .metavar = metavar(st->type),
+                                .def = st->def,
+                                .help = st->help,
+                                .route = route_allowed(st)};
+    if (st->choices != NULL) {
+        snprintf(row->bounds, sizeof(row->bounds), " (one of: %s)", st->choices);
+    } else if (st->type == T_SIZE || st->type == T_DURATION || st->type == T_UINT || st->type == T_RATE ||
+               st->type == T_BYTERATE) {
+        char lo[32], hi[32];
+        format_value(st, st->min, lo, sizeof(lo));
+        format_value(st, st->max, hi, sizeof(hi));
+        snprintf(row->bounds, sizeof(row->bounds), " (%s to %s)", lo, hi);
+    }
+    return 0;
+}

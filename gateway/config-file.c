@@ -187,7 +187,7 @@ int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN])
             rc = -1;
             break;
         }
-        size_t row = wsg_cfg_row(st);
+        size_t row = wsg_cfg_row_index(st);
         int *seen = r != NULL ? route_line : first_line;
         if (!wsg_cfg_is_list(st) && seen[row] != 0) {
             wsg_cfg_fail(err, path, line, st->name, "is duplicate (first set on line %d)", seen[row]);
@@ -255,7 +255,7 @@ int wsg_cfg_load_args(struct wsg_cfg *c, int argc, char **argv, char err[WSG_ERR
             wsg_cfg_fail(err, "--", 0, st->name, "missing value");
             return -1;
         }
-        size_t row = wsg_cfg_row(st);
+        size_t row = wsg_cfg_row_index(st);
         if (wsg_cfg_is_list(st) && !seen[row])
             wsg_cfg_clear_list(c, NULL, st); /* the command line replaces the file's list */
         seen[row] = 1;

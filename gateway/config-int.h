@@ -56,7 +56,7 @@ struct setting {
 /* The row named name, or NULL. */
 const struct setting *wsg_cfg_find(const char *name);
 /* The row's index in the table (0 .. rows - 1). */
-size_t wsg_cfg_row(const struct setting *st);
+size_t wsg_cfg_row_index(const struct setting *st);
 /* 1 for a repeatable row (listen, cert, key, upstream, origins, subprotocols). */
 int wsg_cfg_is_list(const struct setting *st);
 /* Empties a repeatable row's list (at top level when r is NULL, else in route block r). */

@@ -511,7 +511,7 @@ static struct wsg_policy *policy_of(struct wsg_cfg *c, struct wsg_cfg_route *r)
     return r != NULL ? &r->policy : &c->policy;
 }
 
-size_t wsg_cfg_row(const struct setting *st)
+size_t wsg_cfg_row_index(const struct setting *st)
 {
     return (size_t)(st - settings);
 }
@@ -1001,7 +1001,7 @@ int wsg_cfg_apply(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setti
     int rc = wsg_cfg_is_list(st) ? set_list(c, r, st, v, file, line, err)
                                  : set_scalar(c, r, st, v, file, line, err);
     if (rc == 0 && r != NULL) {
-        size_t row = wsg_cfg_row(st);
+        size_t row = wsg_cfg_row_index(st);
         r->set[row / 64] |= 1ull << (row % 64);
         if (st->where == W_CFG && st->type != T_UPSTREAM)
             r->header_line = line;

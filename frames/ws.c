@@ -81,16 +81,18 @@ struct wsg_ws_relay {
     uint64_t in_feed; /* bytes of this frame (header included) not yet handed to wslay */
     int in_gather;    /* control frame gathered in ctl_buf before it is forwarded */
 
-    /* The fast path of a data frame (relay_data). Its bytes stay in src until the sink takes
-     * them: first in_hdr header bytes (already the output header once the first chunk passed),
-     * then in_ready payload bytes already unmasked, checked and re-masked; in_got counts the
-     * payload bytes the sink took. */
-    int wslay_only;     /* oracle mode: data frames go through wslay like control frames */
-    int in_fast;        /* the input frame in progress takes the fast path */
-    size_t in_hdr;      /* header bytes of it at the front of src */
-    uint64_t in_ready;  /* payload bytes after them, ready to go */
-    uint8_t in_key[4];  /* the client's masking key of the frame (C2U) */
-    uint8_t out_key[4]; /* the gateway's fresh key for it (C2U) */
+    /* The fast path of a data frame (relay_data). Its header is taken from src as soon as it
+     * passed the gate and kept as the output header; its payload stays in src until the sink
+     * takes it: first in_ready bytes already unmasked, checked and re-masked, then the rest as it
+     * arrives. in_got counts the payload bytes the sink took. */
+    int wslay_only;      /* oracle mode: data frames go through wslay like control frames */
+    int in_fast;         /* the input frame in progress takes the fast path */
+    uint64_t in_ready;   /* payload bytes at the front of src ready to go */
+    uint8_t in_key[4];   /* the client's masking key of the frame (C2U) */
+    uint8_t out_key[4];  /* the gateway's fresh key for it (C2U) */
+    uint8_t out_hdr[14]; /* the output header (§5.2: at most 2 + 8 + 4 bytes) */
+    size_t out_hdr_len;  /* its length: the input header's */
+    size_t out_hdr_off;  /* bytes of it the sink took */
 
     /* Message: §5.4 fragmentation state. */
     uint8_t msg_opcode;  /* opcode of the data message in progress; 0 between messages */
@@ -483,10 +485,6 @@ static int gate_header(struct wsg_ws_relay *r)
     r->in_got = 0;
     r->in_feed = hdr + len;
     r->in_fast = !is_control(opcode) && !r->wslay_only;
-    r->in_hdr = hdr;
-    r->in_ready = 0;
-    if (masked)
-        memcpy(r->in_key, p + hdr - 4, 4);
     r->in_gather = opcode == OP_CLOSE || (opcode == OP_PONG && r->pong_set && len == r->pong_len);
     if (!is_control(opcode))
         r->msg_frames = nfrag;
@@ -499,6 +497,20 @@ static int gate_header(struct wsg_ws_relay *r)
         r->msg_len = add_sat(r->msg_len, len);
     if (r->in_gather)
         r->ctl_len = 0;
+    if (r->in_fast) {
+        /* The output header is the input header: same FIN, opcode and length encoding (RSV is 0,
+         * the length minimal, the mask bit right for the direction: all checked above). Only the
+         * key changes, once the first chunk passed (ready_chunk). */
+        memcpy(r->out_hdr, p, hdr);
+        r->out_hdr_len = hdr;
+        r->out_hdr_off = 0;
+        if (masked)
+            memcpy(r->in_key, p + hdr - 4, 4);
+        r->in_ready = 0;
+        wsg_buf_consume(r->src, (uint32_t)hdr);
+        r->moved += hdr;
+        r->st.bytes_in += hdr;
+    }
     return 1;
 }
 
@@ -537,13 +549,13 @@ static void frame_in_done(struct wsg_ws_relay *r)
 }
 
 /*
- * Readies the next n payload bytes of the fast-path frame, at q in src (front: the frame's header,
- * also in src): unmasks, checks and re-masks them in one pass. The first call for a frame (n may
- * be 0 for an empty frame) draws the gateway's key and writes it over the client's in the header.
- * Nothing of a chunk goes out before all of it passed, as on the wslay path.
+ * Readies the next n payload bytes of the fast-path frame, at q in src: unmasks, checks and
+ * re-masks them in one pass. The first call for a frame (n may be 0 for an empty frame) draws the
+ * gateway's key and puts it into the output header. Nothing of a chunk goes out before all of it
+ * passed, as on the wslay path.
  * @return 0, or WSG_ERR (1007 on UTF-8, 1011 when the mask generator failed).
  */
-static int ready_chunk(struct wsg_ws_relay *r, uint8_t *front, uint8_t *q, size_t n)
+static int ready_chunk(struct wsg_ws_relay *r, uint8_t *q, size_t n)
 {
     uint64_t off = r->in_got + r->in_ready; /* payload offset of q[0] in the frame */
     int c2u = r->dir == WSG_WS_C2U;
@@ -552,7 +564,7 @@ static int ready_chunk(struct wsg_ws_relay *r, uint8_t *front, uint8_t *q, size_
         /* §5.3: a fresh, unpredictable key for every frame sent towards the upstream. */
         if (r->rng == NULL || r->rng(r->rng_ctx, r->out_key, 4) != 0)
             return fail(r, 1011, "mask generation failed");
-        memcpy(front + r->in_hdr - 4, r->out_key, 4);
+        memcpy(r->out_hdr + r->out_hdr_len - 4, r->out_key, 4);
     }
     if (c2u || text) {
         /* §5.6, §8.1: text is UTF-8 across the whole message, checked on the unmasked bytes; a
@@ -577,24 +589,24 @@ static int ready_chunk(struct wsg_ws_relay *r, uint8_t *front, uint8_t *q, size_
  * 1. what src holds of the payload is readied in place (ready_chunk);
  * 2. once the first chunk passed (at once for an empty frame) the output hop is committed to this
  *    frame: it stays busy until the frame's last byte went out, and gateway frames wait;
- * 3. header and ready payload go to the sink straight from src, which drops what the sink took.
+ * 3. the header, then the ready payload straight from src, go to the sink; src drops what the
+ *    sink took.
  * @return 1 something moved (call again), 0 src holds nothing more of the frame or the sink is
  *         full, WSG_ERR.
  */
 static int relay_data(struct wsg_ws_relay *r)
 {
     uint32_t avail;
-    /* The bytes of the frame in progress are the relay's to rewrite: nobody else reads src. */
+    /* The payload bytes of the frame in progress are the relay's to rewrite: nobody else reads
+     * src (ws.h). */
     uint8_t *p = (uint8_t *)wsg_buf_peek(r->src, &avail);
-    size_t ahead = r->in_hdr + (size_t)r->in_ready;      /* bytes at the front of src ready to go */
     uint64_t left = r->in_len - r->in_got - r->in_ready; /* payload not readied yet */
-    if (left > 0 && avail > ahead) {
-        size_t n = avail - ahead < left ? avail - ahead : (size_t)left;
-        if (ready_chunk(r, p, p + ahead, n) < 0)
+    if (left > 0 && avail > r->in_ready) {
+        size_t n = avail - r->in_ready < left ? avail - (size_t)r->in_ready : (size_t)left;
+        if (ready_chunk(r, p + r->in_ready, n) < 0)
             return WSG_ERR;
-        ahead += n;
     } else if (r->in_len == 0 && !r->out_busy) {
-        if (ready_chunk(r, p, p + ahead, 0) < 0)
+        if (ready_chunk(r, p, 0) < 0)
             return WSG_ERR;
     }
     if (!r->out_busy) {
@@ -605,8 +617,14 @@ static int relay_data(struct wsg_ws_relay *r)
     }
 
     uint64_t before = r->moved;
-    while (ahead > 0) {
-        ssize_t n = sink_put(r, p, ahead);
+    while (r->out_hdr_off < r->out_hdr_len) {
+        ssize_t n = sink_put(r, r->out_hdr + r->out_hdr_off, r->out_hdr_len - r->out_hdr_off);
+        if (n <= 0)
+            return n < 0 ? WSG_ERR : r->moved != before;
+        r->out_hdr_off += (size_t)n;
+    }
+    while (r->in_ready > 0) {
+        ssize_t n = sink_put(r, p, (size_t)r->in_ready);
         if (n < 0)
             return WSG_ERR;
         if (n == 0)
@@ -615,13 +633,10 @@ static int relay_data(struct wsg_ws_relay *r)
         r->moved += (uint64_t)n;
         r->st.bytes_in += (uint64_t)n;
         p += n;
-        ahead -= (size_t)n;
-        size_t from_hdr = (size_t)n < r->in_hdr ? (size_t)n : r->in_hdr;
-        r->in_hdr -= from_hdr;
-        r->in_ready -= (size_t)n - from_hdr;
-        r->in_got += (size_t)n - from_hdr;
+        r->in_ready -= (uint64_t)n;
+        r->in_got += (uint64_t)n;
     }
-    if (r->in_hdr == 0 && r->in_got == r->in_len) {
+    if (r->in_got == r->in_len) {
         r->out_busy = 0;
         r->out_fast = 0;
         frame_in_done(r);

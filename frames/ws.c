@@ -8,14 +8,14 @@
  *
  * Two ways a frame moves, chosen on its header:
  *
- * Data frames (text, binary, continuation) take the fast path (relay_data): nothing is copied
- * until the sink takes it. The header in src becomes the output header in place (the same FIN,
- * opcode and length encoding; towards the upstream the client's masking key is replaced by a
- * fresh one from the mask generator, §5.3). Each chunk of payload that src holds is unmasked,
- * checked as UTF-8 and re-masked in one pass, in place, with the two keys combined
- * (wsg_ws_payload_pass in utf8.c, 16 bytes at a time); a chunk is handed to the sink only once
- * all of it passed, and src drops exactly what the sink took. So a payload byte is read once by
- * that pass and once by the sink's copy into the next buffer.
+ * Data frames (text, binary, continuation) take the fast path (relay_data): once the header
+ * passed, the relay keeps it as the output header (the same FIN, opcode and length encoding;
+ * towards the upstream the client's masking key is replaced by a fresh one from the mask
+ * generator, §5.3). The payload stays in src: each chunk src holds is unmasked, checked as UTF-8
+ * and re-masked in one pass, in place, with the two keys combined (wsg_ws_payload_pass in
+ * utf8.c, 16 bytes at a time); a chunk is handed to the sink only once all of it passed, and src
+ * drops exactly what the sink took. So a payload byte is read once by that pass and once by the
+ * sink's copy into the next buffer, and never waits anywhere but in src.
  *
  * Control frames (ping, pong, close) and the gateway's own frames go through wslay_frame: one
  * context decodes (wslay_frame_recv reports a header only with its first payload byte and reads
@@ -77,7 +77,7 @@ struct wsg_ws_relay {
     int in_done;  /* a close frame was read completely: read nothing more */
     uint8_t in_fin, in_opcode;
     uint64_t in_len;  /* payload length from the header */
-    uint64_t in_got;  /* payload bytes decoded so far */
+    uint64_t in_got;  /* payload bytes decoded so far (fast path: taken by the sink) */
     uint64_t in_feed; /* bytes of this frame (header included) not yet handed to wslay */
     int in_gather;    /* control frame gathered in ctl_buf before it is forwarded */
 

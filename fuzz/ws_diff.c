@@ -48,7 +48,7 @@
 
 #include "frames/ws-int.h"
 #include "fuzz/fuzz.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 #define MAX_STREAM (160u << 10) /* enough for a 64-bit length, small enough for speed */
 

@@ -21,7 +21,7 @@
 #include <cmocka.h>
 
 #include "frames/ws-int.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 static uint64_t rnd_next(uint64_t *s)
 {

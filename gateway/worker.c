@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "gateway/log.h"
 #include "frames/ws.h"
 #include "tls/tls.h"

@@ -27,7 +27,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/platform_util.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 struct wsg_tls {
     mbedtls_ssl_context ssl;

@@ -21,7 +21,7 @@
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "tls/tls.h"
 
 #define BUFCAP (64u * 1024u)

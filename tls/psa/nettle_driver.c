@@ -10,14 +10,14 @@
  * - only constant-time primitives on secrets: nettle's ecc code is side-channel silent, tags are
  *   compared with memeql_sec, range checks on secret scalars run over every byte.
  */
-#include "mbedtls/build_info.h"
+#include <mbedtls/build_info.h>
 
 #if defined(WSG_PSA_NETTLE_DRIVER_ENABLED)
 
 #include "nettle_driver.h"
 
-#include "mbedtls/platform_util.h"
-#include "psa/crypto.h"
+#include <mbedtls/platform_util.h>
+#include <psa/crypto.h>
 
 #include <gmp.h>
 #include <nettle/bignum.h>

@@ -20,7 +20,7 @@
 #endif
 #endif
 
-#include "psa/crypto_types.h"
+#include <psa/crypto_types.h>
 #include <stddef.h>
 #include <stdint.h>
 

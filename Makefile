@@ -2,7 +2,8 @@
 #   make            release build: build/release/wsgate, build/release/wsgate-certs
 #   make run        build, then start the chat example x4 behind wsgate on https://localhost:8443
 #   make test       install what is missing, then unit tests -> corpus replay -> end-to-end tests
-#   make asan       the same suite with ASan + UBSan
+#                   (and mbedTLS's own test suites against our build of it: tls/mbedtls/test-suites.sh)
+#   make asan       the same suite with ASan + UBSan (mbedTLS's suites only in make test: same libraries)
 # Each target installs missing Debian/npm packages itself (.ci/deps.sh), and the first build makes
 # our own mbedTLS (tls/mbedtls/build.sh, cached under build/deps).
 
@@ -85,6 +86,7 @@ test: test-deps
 	@./tests/layering-check.sh
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
+	@$(if $(filter release,$(FLAVOUR)),./tls/mbedtls/test-suites.sh $(MBEDTLS_DIR)/src)
 	@$(MAKE) --no-print-directory fuzz-replay
 	@./tests/readme-check.sh $(B)/wsgate
 	@$(MAKE) --no-print-directory man-check

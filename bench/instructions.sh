@@ -18,7 +18,7 @@
 # gateway, the relay), "relay" what frames/ws.c's entry points cost with everything they call
 # (the sinks' copies included), and "wslay" the self cost of wslay's own functions.
 # The callgrind files stay in build/bench/instructions/ (callgrind_annotate FILE shows where).
-# BENCH_CIPHER: the TLS 1.3 suite loadgen offers (default TLS_CHACHA20_POLY1305_SHA256).
+# BENCH_CIPHER: the TLS 1.3 suite loadgen offers (default TLS_AES_128_GCM_SHA256, what wsgate picks).
 # BENCH_INSTR_CONNS: connections (default 64). Messages still in flight when a run stops cost
 # instructions but are not counted: at 256 KiB, where a 9 s callgrind run echoes a few hundred
 # messages, 4 connections keep that error small.
@@ -28,7 +28,7 @@ B=${1:-build/release}
 shift || true
 SIZES=("${@:-64 1024}")
 read -r -a SIZES <<<"${SIZES[*]}"
-CIPHER=${BENCH_CIPHER:-TLS_CHACHA20_POLY1305_SHA256}
+CIPHER=${BENCH_CIPHER:-TLS_AES_128_GCM_SHA256}
 CONNS=${BENCH_INSTR_CONNS:-64}
 W=$(realpath "$B/wsgate") || { echo "instructions: no $B/wsgate (run make)"; exit 1; }
 OUT=build/bench

@@ -578,7 +578,7 @@ if [ "$RAW_SECONDS" != 0 ]; then
         bin=$RAW
         [ "$build" = debian ] && bin=$RAW_DEB
         [ -n "$bin" ] || continue
-        RAW_CMD=("$bin" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS")
+        RAW_CMD=("$bin" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS" --primitives)
         echo "${RAW_CMD[*]}" >>"$COMMANDS"
         loadavg_note
         "${PIN_PROXY[@]}" timeout 120 "${RAW_CMD[@]}" 2>"$RUN/mbedtls_raw-$build.log" |
@@ -875,6 +875,10 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
             printf '  %-6s %-34s %8s resumed handshakes/s server side per core (%s ms each; client side %s/s)\n' \
                 "$(echo "$l" | jget build)" "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" \
                 "$(echo "$l" | jget server_ms)" "$(echo "$l" | jget client_per_s)"
+        done
+        grep '"mode":"primitive"' "$RAW_RES" | while read -r l; do
+            printf '  %-6s PSA %-30s %10s /s%s\n' "$(echo "$l" | jget build)" "$(echo "$l" | jget op)" \
+                "$(echo "$l" | jget per_s)" "$(m=$(echo "$l" | jget mb_per_s); [ -n "$m" ] && echo " ($m MB/s)")"
         done
         if [ -s "$RUN/nettle_raw.txt" ]; then
             echo "nettle's own speed (bench/nettle_raw, the driver's ceiling; one core, pinned to CPU $PROXY_CPU):"

@@ -191,8 +191,8 @@ static const struct setting settings[] = {
      "on: reload by itself when a cert or key file changes (inotify through libev's ev_stat, "
      "debounced 1 s), as if sent SIGHUP"},
     {"admin", T_STRING, 0, 0, "off", FIELD(admin), NULL,
-     "admin endpoint (/metrics, /healthz, /readyz, /certs, POST /reload, POST /drain): a loopback "
-     "HOST:PORT, unix:PATH, or off"},
+     "admin endpoint (/metrics, / and /status (status page), /status.json, /healthz, /readyz, /certs, "
+     "POST /reload, POST /drain): a loopback HOST:PORT, unix:PATH, or off"},
 };
 /* clang-format on */
 

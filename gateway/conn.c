@@ -1577,6 +1577,8 @@ static void conn_proceed(struct wsg_conn *c)
     wsg_buf_shrink(&c->cli.out);
     wsg_buf_shrink(&c->up.in);
     wsg_buf_shrink(&c->up.out);
+    if (c->tls != NULL)
+        (void)wsg_tls_shrink(c->tls); /* and mbedTLS's record buffers, 33 KB (20-idle-buffers.patch) */
     update_io(c);
 }
 

@@ -381,6 +381,11 @@ int wsg_tls_shrink(struct wsg_tls *t)
     return mbedtls_ssl_release_buffers(&t->ssl) == 0;
 }
 
+int wsg_tls_buffers_held(const struct wsg_tls *t)
+{
+    return t->hs_done && !mbedtls_ssl_buffers_released(&t->ssl);
+}
+
 const char *wsg_tls_sni(const struct wsg_tls *t)
 {
     return t->sni;

@@ -116,6 +116,8 @@ struct wsg_conn {
     double throttle_until;             /* a client frame is held until then */
     double pong_due;                   /* the gateway's ping must be answered by then (0: none out) */
     double last_cli_activity;          /* last time client bytes were decoded */
+    ev_timer tls_idle;                 /* gives mbedTLS's record buffers back once idle */
+    double tls_busy_at;                /* end of the last burst while they were held */
     double lifetime_end;               /* 0: no max_lifetime */
     double slow_since;                 /* 0: the client keeps up */
     uint64_t cli_bytes_seen, pongs_seen;
@@ -191,6 +193,11 @@ int wsg_conn_upstream_open(struct wsg_conn *c);
 int wsg_conn_tls_in(struct wsg_conn *c);
 /* cli_ptx -> client records in cli.out. @return >0 progress, 0 nothing. */
 int wsg_conn_tls_out(struct wsg_conn *c);
+/* End of a burst (conn_proceed): while mbedTLS holds its record buffers, (re)starts the idle
+ * clock that gives them back. */
+void wsg_conn_tls_note_burst(struct wsg_conn *c);
+/* The c->tls_idle timer's callback. */
+void wsg_conn_tls_on_idle(EV_P_ ev_timer *t, int revents);
 
 /* ------------------------------------------------------------------ conn-http.c */
 

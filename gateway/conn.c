@@ -325,6 +325,7 @@ static void conn_destroy(struct wsg_conn *c)
          now_of(c) - c->t_start);
     ev_timer_stop(w->loop, &c->timer);
     ev_timer_stop(w->loop, &c->ws_timer);
+    ev_timer_stop(w->loop, &c->tls_idle);
     wsg_conn_ws_ip_release(c);
     if (c->conn_ip_counted)
         wsg_iptable_conn_end(w->sh->ipt, &c->conn_ipkey);
@@ -387,6 +388,7 @@ void wsg_conn_proceed(struct wsg_conn *c)
     wsg_buf_shrink(&c->cli.out);
     wsg_buf_shrink(&c->up.in);
     wsg_buf_shrink(&c->up.out);
+    wsg_conn_tls_note_burst(c); /* and mbedTLS's record buffers once idle for a second */
     update_io(c);
 }
 
@@ -523,6 +525,7 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
     ev_io_init(&c->up.io, on_upstream_io, -1, 0);
     ev_init(&c->timer, on_timer);
     ev_init(&c->ws_timer, wsg_conn_ws_on_timer);
+    ev_init(&c->tls_idle, wsg_conn_tls_on_idle);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

@@ -374,6 +374,18 @@ void wsg_tls_close_notify(struct wsg_tls *t)
         (void)mbedtls_ssl_close_notify(&t->ssl); /* WANT_WRITE: cout full, the alert is dropped */
 }
 
+int wsg_tls_shrink(struct wsg_tls *t)
+{
+    if (!t->hs_done)
+        return 0;
+    return mbedtls_ssl_release_buffers(&t->ssl) == 0;
+}
+
+int wsg_tls_buffers_held(const struct wsg_tls *t)
+{
+    return t->hs_done && !mbedtls_ssl_buffers_released(&t->ssl);
+}
+
 const char *wsg_tls_sni(const struct wsg_tls *t)
 {
     return t->sni;

@@ -94,6 +94,17 @@ ssize_t wsg_tls_write(struct wsg_tls *t, const void *src, size_t len);
 size_t wsg_tls_write_reserve(const struct wsg_tls *t);
 /* Queues a close_notify alert into cout. */
 void wsg_tls_close_notify(struct wsg_tls *t);
+/**
+ * Gives mbedTLS's two record buffers (2 x 16.7 KB, most of what an idle connection costs) back to
+ * the allocator when nothing waits in them; the next read or write that needs them takes them
+ * again (tls/mbedtls/patches/20-idle-buffers.patch). The gateway calls it once a connection has
+ * had no burst for a second (conn.c on_tls_idle): after every burst it cost 7x a small echo.
+ * @return 1 when the buffers are not held (released now or before), 0 when the connection is not
+ *         idle (handshake not done, a record partly in, decrypted bytes waiting, output pending).
+ */
+int wsg_tls_shrink(struct wsg_tls *t);
+/* Whether the handshake is done and the record buffers are held (wsg_tls_shrink would try). */
+int wsg_tls_buffers_held(const struct wsg_tls *t);
 
 /**
  * Looks into the first TLS record of a connection (p, len: what has arrived so far) for a

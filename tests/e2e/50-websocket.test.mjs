@@ -56,6 +56,26 @@ describe('messages through the relay', () => {
     });
   }
 
+  // After a second without traffic the gateway gives mbedTLS's record buffers back (conn.c
+  // on_tls_idle, tls/mbedtls/patches/20-idle-buffers.patch); the next records take them again and
+  // must decrypt with the same keys and sequence numbers, in both directions, several times over.
+  test('a WebSocket left idle past the TLS buffer release carries messages both ways after it', T, async () => {
+    const ws = await client(gw.port);
+    let n = 0;
+    for (const size of [5, 70000, 1 << 20, 1]) {
+      await sleep(1500);
+      const msg = crypto.randomBytes(size);
+      ws.send(msg, { binary: true });
+      const got = await nextMessage(ws, ++n);
+      assert.ok(got.data.equals(msg), `echo of ${size} bytes after an idle second differs`);
+    }
+    await sleep(1500);
+    ws.close(4005, 'idle-bye');
+    const c = await closed(ws);
+    assert.equal(c.code, 4005);
+    assert.equal(c.reason, 'idle-bye');
+  });
+
   test('a fragmented message arrives as the same message and keeps its frame boundaries', T, async () => {
     // through the ws echo upstream: reassembled to the same message
     const ws = await client(gw.port);

@@ -441,6 +441,136 @@ static void test_tls12_suite(void **state)
     wsg_tls_store_free(st);
 }
 
+/* One exchange of n bytes each way with the record buffers released before each direction
+ * (tls/mbedtls/patches/20-idle-buffers.patch): the data and the record sequence numbers survive. */
+static void exchange_released(struct link *l, size_t n, unsigned seed)
+{
+    uint8_t *out = malloc(n), *in = malloc(n);
+    assert_non_null(out);
+    assert_non_null(in);
+    fill_pattern(out, n, seed);
+    assert_int_equal(wsg_tls_shrink(l->srv), 1);
+    size_t off = 0, got = 0;
+    while (off < n) {
+        ssize_t w = wsg_tls_write(l->srv, out + off, n - off);
+        if (w > 0)
+            off += (size_t)w;
+        else
+            assert_int_equal(w, WSG_AGAIN);
+        got += cli_drain(l, in + got, n - got);
+    }
+    got += cli_drain(l, in + got, n - got);
+    assert_int_equal(got, n);
+    assert_memory_equal(in, out, n);
+
+    fill_pattern(out, n, seed + 1);
+    assert_int_equal(wsg_tls_shrink(l->srv), 1);
+    off = got = 0;
+    while (off < n) {
+        int r = mbedtls_ssl_write(&l->cli, out + off, n - off);
+        if (r > 0)
+            off += (size_t)r;
+        else if (r == MBEDTLS_ERR_SSL_WANT_WRITE)
+            got += srv_drain(l, in + got, n - got);
+        else
+            fail_msg("client write: -0x%04x", (unsigned)-r);
+    }
+    got += srv_drain(l, in + got, n - got);
+    assert_int_equal(got, n);
+    assert_memory_equal(in, out, n);
+    free(out);
+    free(in);
+}
+
+/* An idle connection gives mbedTLS's record buffers back and takes them again on the next read
+ * or write; it refuses while anything waits in them. */
+static void idle_release_case(struct wsg_tls_store *st, int tls12, const mbedtls_ssl_session *resume,
+                              mbedtls_ssl_session *save)
+{
+    struct link l;
+    link_open(&l, st, "localhost", tls12, resume);
+    assert_int_equal(wsg_tls_shrink(l.srv), 0); /* no handshake yet */
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    assert_int_equal(resume != NULL, wsg_tls_resumed(l.srv));
+    assert_int_equal(wsg_tls_shrink(l.srv), 1);
+    assert_int_equal(wsg_tls_shrink(l.srv), 1); /* already released: fine */
+    /* 1 byte, a few records, several full records, and 1-byte again: sequence numbers advance */
+    static const size_t sizes[] = {1, 5, 1000, 16384, 16385, 40000, 100 * 1024, 1};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        exchange_released(&l, sizes[i], (unsigned)i);
+
+    /* decrypted bytes wait inside mbedTLS: not idle until they are read */
+    uint8_t out[5000], in[5000];
+    fill_pattern(out, sizeof(out), 42);
+    assert_int_equal(wsg_tls_shrink(l.srv), 1);
+    assert_int_equal(mbedtls_ssl_write(&l.cli, out, sizeof(out)), (int)sizeof(out));
+    assert_int_equal(wsg_tls_read(l.srv, in, 100), 100);
+    assert_int_equal(wsg_tls_shrink(l.srv), 0);
+    assert_int_equal(srv_drain(&l, in + 100, sizeof(in) - 100), sizeof(in) - 100);
+    assert_memory_equal(in, out, sizeof(out));
+    assert_int_equal(wsg_tls_shrink(l.srv), 1);
+
+    /* a record that has only partly arrived: not idle */
+    assert_int_equal(mbedtls_ssl_write(&l.cli, out, 1000), 1000);
+    uint8_t rec[2000];
+    size_t rlen = wsg_buf_take(&l.c2s, rec, sizeof(rec));
+    assert_true(rlen > 1000);
+    assert_int_equal(wsg_buf_put(&l.c2s, rec, 700), 700);
+    assert_int_equal(wsg_tls_read(l.srv, in, sizeof(in)), WSG_AGAIN);
+    assert_int_equal(wsg_tls_shrink(l.srv), 0);
+    assert_int_equal(wsg_buf_put(&l.c2s, rec + 700, rlen - 700), rlen - 700);
+    assert_int_equal(srv_drain(&l, in, sizeof(in)), 1000);
+    assert_memory_equal(in, out, 1000);
+    assert_int_equal(wsg_tls_shrink(l.srv), 1);
+
+    if (save != NULL) {
+        assert_true(l.have_session);
+        mbedtls_ssl_session_free(save);
+        *save = l.saved;
+        mbedtls_ssl_session_init(&l.saved);
+    }
+
+    /* a tampered record after a release is refused (bad MAC), not decrypted */
+    assert_int_equal(mbedtls_ssl_write(&l.cli, out, 10), 10);
+    rlen = wsg_buf_take(&l.c2s, rec, sizeof(rec));
+    rec[rlen - 1] ^= 1;
+    assert_int_equal(wsg_buf_put(&l.c2s, rec, rlen), rlen);
+    assert_int_equal(wsg_tls_read(l.srv, in, sizeof(in)), WSG_ERR);
+    assert_non_null(strstr(wsg_tls_error(l.srv), "bad record MAC"));
+    link_close(&l);
+
+    /* close_notify from a released connection */
+    link_open(&l, st, "localhost", tls12, NULL);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    say_hello_both_ways(&l);
+    assert_int_equal(wsg_tls_shrink(l.srv), 1);
+    wsg_tls_close_notify(l.srv);
+    uint8_t b[16];
+    assert_int_equal(mbedtls_ssl_read(&l.cli, b, sizeof(b)), MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+    assert_int_equal(wsg_tls_shrink(l.srv), 1);
+    assert_int_equal(mbedtls_ssl_close_notify(&l.cli), 0);
+    assert_int_equal(wsg_tls_read(l.srv, b, sizeof(b)), WSG_EOF);
+    link_close(&l);
+}
+
+static void test_idle_release(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(3600);
+    mbedtls_ssl_session s13, s12;
+    mbedtls_ssl_session_init(&s13);
+    mbedtls_ssl_session_init(&s12);
+    /* full handshakes that issue tickets (TLS 1.3: the server's handshake state is freed once
+     * its NewSessionTicket is out), then resumptions with those tickets */
+    idle_release_case(st, ANY_VERSION, NULL, &s13);
+    idle_release_case(st, ANY_VERSION, &s13, NULL);
+    idle_release_case(st, TLS12_ONLY, NULL, &s12);
+    idle_release_case(st, TLS12_ONLY, &s12, NULL);
+    mbedtls_ssl_session_free(&s13);
+    mbedtls_ssl_session_free(&s12);
+    wsg_tls_store_free(st);
+}
+
 /* The certificate the client received equals the leaf in path. */
 static void assert_peer_is(struct link *l, const char *path)
 {
@@ -998,7 +1128,7 @@ int main(void)
         cmocka_unit_test(test_reload_concurrent), cmocka_unit_test(test_selfsigned),
         cmocka_unit_test(test_bad_client_hello),  cmocka_unit_test(test_rng),
         cmocka_unit_test(test_cipher_order),      cmocka_unit_test(test_hello_offers),
-        cmocka_unit_test(test_before_hello),
+        cmocka_unit_test(test_before_hello),      cmocka_unit_test(test_idle_release),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -22,7 +22,7 @@
 FUZZ_SECONDS ?= 60
 # pipeline.c includes gateway/conn.c and defines its wsg_conn_* symbols itself, so the archive's conn.o
 # is not pulled in: every target links the same way, no per-target library.
-FUZZ_TARGETS ?= http1_request http1_response ws_c2u ws_u2c tls_server config cert_check pipeline
+FUZZ_TARGETS ?= http1_request http1_response ws_c2u ws_u2c tls_server config cert_check pipeline proxy_protocol
 FUZZ_ARGS ?=
 FUZZ_CC ?= clang-14
 FUZZ_SAN ?= fuzzer-no-link,address,undefined

@@ -207,6 +207,11 @@ static const struct setting settings[] = {
      "locks the per-IP table is split into (a power of two)"},
     {"ticket_lifetime", T_UINT, 0, 7 * 86400, "86400", FIELD(ticket_lifetime), NULL,
      "TLS session ticket lifetime in seconds (0 = no tickets)"},
+    {"ticket_key_file", T_STRING, 0, 0, NULL, FIELD(ticket_key_file), NULL,
+     "session ticket keys shared by several gateways: one base64 line per key, each 80 random bytes "
+     "(head -c 80 /dev/urandom | base64 -w0); the first encrypts, all decrypt; reloaded on SIGHUP and "
+     "by watch_certs; refused when readable by group or others (key_permissions); empty = per-process "
+     "random keys"},
     {"tls_cipher_order", T_ENUM, 0, 0, "server", FIELD(tls_cipher_order), "server client",
      "TLS 1.3 suite choice: server = ChaCha20-Poly1305 whenever the client offers it (the fastest "
      "in mbedTLS here), else the client's order; client = the client's first supported suite"},

@@ -80,6 +80,7 @@ struct wsg_cfg {
     uint32_t max_uri;            /* request-target; 414 above */
     unsigned max_headers;        /* header count; 431 above */
     unsigned ticket_lifetime;    /* seconds, 0 = no session tickets */
+    char ticket_key_file[512];   /* shared ticket keys ("" = per-process random keys) */
     unsigned tls_cipher_order;   /* WSG_TLS_ORDER_SERVER (0) or WSG_TLS_ORDER_CLIENT (1) */
     char access_log[512];        /* "stderr", "off" or a path */
     char log_level[16];          /* error warn notice info debug */

@@ -603,6 +603,7 @@ static void test_help_and_markdown(void **state)
                                   "max_uri",
                                   "max_headers",
                                   "ticket_lifetime",
+                                  "ticket_key_file",
                                   "access_log",
                                   "log_level",
                                   "client_max_frame",

@@ -34,9 +34,9 @@ struct wsg_tls_settings {
     const char *const *gen_names;     /* names for the generated pair when npairs == 0 */
     size_t ngen_names;                /* e.g. {"localhost", "127.0.0.1"} */
     uint32_t ticket_lifetime;         /* seconds; 0 disables session tickets */
+    unsigned cipher_order;            /* WSG_TLS_ORDER_SERVER or WSG_TLS_ORDER_CLIENT */
     const char *ticket_key_file;      /* shared ticket keys (see wsg_tls_ticket_keys_read); NULL or
                                        * "": per-process random keys */
-    unsigned cipher_order;            /* WSG_TLS_ORDER_SERVER or WSG_TLS_ORDER_CLIENT */
 };
 
 /* TLS 1.3 cipher suite choice. SERVER: ChaCha20-Poly1305 whenever the client offers it (the

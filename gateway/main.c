@@ -250,6 +250,7 @@ static int do_reload(char err[WSG_ERRLEN])
     }
     const struct wsg_cfg *old_cfg = g.sh.rt->cfg;
     if (strcmp(old_cfg->listen[0], cfg->listen[0]) != 0 || old_cfg->nlisten != cfg->nlisten ||
+        memcmp(old_cfg->listen_proxy, cfg->listen_proxy, sizeof(cfg->listen_proxy)) != 0 ||
         old_cfg->workers != cfg->workers || strcmp(old_cfg->admin, cfg->admin) != 0 ||
         old_cfg->ip_table_size != cfg->ip_table_size)
         wsg_log(WSG_LOG_WARN,

@@ -334,3 +334,70 @@ int wsg_proxy_parse(const uint8_t *buf, size_t len, struct wsg_proxy_hdr *h, con
         return parse_v1(buf, len, h, why);
     return fail(why, "no PROXY protocol header");
 }
+
+/* ---- proxy_protocol_from ---- */
+
+static void to_mapped(const struct in_addr *a4, uint8_t out[16])
+{
+    memset(out, 0, 10);
+    out[10] = out[11] = 0xFF;
+    memcpy(out + 12, &a4->s_addr, 4);
+}
+
+int wsg_cidr_parse(const char *s, struct wsg_cidr *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    if (strcmp(s, "any") == 0)
+        return 0; /* ::/0 covers the mapped IPv4 space too */
+    char host[INET6_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+    if (hl == 0 || hl >= sizeof(host)) {
+        *why = "is not an address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32, any)";
+        return -1;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    unsigned max, base;
+    if (inet_pton(AF_INET, host, &a4) == 1) {
+        to_mapped(&a4, out->addr);
+        max = 32;
+        base = 96;
+    } else if (inet_pton(AF_INET6, host, &a6) == 1) {
+        memcpy(out->addr, &a6, 16);
+        max = 128;
+        base = 0;
+    } else {
+        *why = "is not an address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32, any)";
+        return -1;
+    }
+    unsigned bits = max;
+    if (slash != NULL && v1_number(slash + 1, strlen(slash + 1), max, &bits) != 0) {
+        *why = "has a bad prefix length";
+        return -1;
+    }
+    out->bits = base + bits;
+    for (unsigned b = out->bits; b < 128; b++)
+        if (out->addr[b / 8] & (0x80u >> (b % 8))) {
+            *why = "has host bits set below its prefix length";
+            return -1;
+        }
+    return 0;
+}
+
+int wsg_cidr_match(const struct wsg_cidr *c, const struct sockaddr *sa)
+{
+    uint8_t a[16];
+    if (sa->sa_family == AF_INET)
+        to_mapped(&((const struct sockaddr_in *)(const void *)sa)->sin_addr, a);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(a, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    else
+        return 0;
+    unsigned full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(a, c->addr, full) != 0)
+        return 0;
+    return rest == 0 || ((a[full] ^ c->addr[full]) & (uint8_t)(0xFF00u >> rest)) == 0;
+}

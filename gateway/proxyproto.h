@@ -64,4 +64,20 @@ int wsg_proxy_has_addr(const struct wsg_proxy_hdr *h);
 /* CRC32C (Castagnoli, RFC 4960 appendix B) of n bytes, as the v2 CRC32C TLV carries it. */
 uint32_t wsg_proxy_crc32c(const uint8_t *p, size_t n);
 
+/* An address block allowed to send PROXY headers (proxy_protocol_from). IPv4 is kept as
+ * IPv4-mapped IPv6 so that one compare serves both families. */
+struct wsg_cidr {
+    uint8_t addr[16]; /* network order, host bits cleared */
+    unsigned bits;    /* prefix length over the 16 bytes (an IPv4 /24 is 96 + 24) */
+};
+
+/**
+ * Parses "10.0.0.0/8", "192.0.2.7" (a /32), "2001:db8::/32", "::1" (a /128) or "any" (0.0.0.0/0
+ * and ::/0 both). Host bits set below the prefix are refused (a likely typo).
+ * @return 0, or -1 with *why (static text).
+ */
+int wsg_cidr_parse(const char *s, struct wsg_cidr *out, const char **why);
+/* 1 when the address (AF_INET or AF_INET6; IPv4-mapped IPv6 counts as IPv4) is inside c. */
+int wsg_cidr_match(const struct wsg_cidr *c, const struct sockaddr *sa);
+
 #endif

@@ -733,6 +733,72 @@ static void test_random(void **state)
     guard_free(&g);
 }
 
+/* ---- proxy_protocol_from ---- */
+
+static int in_cidr(const char *cidr, const char *ip)
+{
+    struct wsg_cidr c;
+    const char *why = NULL;
+    if (wsg_cidr_parse(cidr, &c, &why) != 0)
+        fail_msg("%s: %s", cidr, why);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(ip, ':') != NULL) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+    }
+    return wsg_cidr_match(&c, (struct sockaddr *)&ss);
+}
+
+static void test_cidr(void **state)
+{
+    (void)state;
+    assert_true(in_cidr("any", "203.0.113.9"));
+    assert_true(in_cidr("any", "2001:db8::1"));
+    assert_true(in_cidr("10.0.0.0/8", "10.255.1.2"));
+    assert_false(in_cidr("10.0.0.0/8", "11.0.0.1"));
+    assert_true(in_cidr("192.0.2.7", "192.0.2.7"));
+    assert_false(in_cidr("192.0.2.7", "192.0.2.8"));
+    assert_true(in_cidr("192.0.2.0/25", "192.0.2.127"));
+    assert_false(in_cidr("192.0.2.0/25", "192.0.2.128"));
+    assert_true(in_cidr("0.0.0.0/0", "198.51.100.1"));
+    assert_false(in_cidr("0.0.0.0/0", "2001:db8::1")); /* an IPv4 block holds no IPv6 address */
+    /* IPv4-mapped IPv6 peers (a dual-stack listener) count as IPv4 */
+    assert_true(in_cidr("127.0.0.0/8", "::ffff:127.0.0.2"));
+    assert_true(in_cidr("2001:db8::/32", "2001:db8:ffff::1"));
+    assert_false(in_cidr("2001:db8::/32", "2001:db9::1"));
+    assert_true(in_cidr("::1", "::1"));
+    assert_false(in_cidr("::1", "127.0.0.1"));
+    assert_true(in_cidr("2001:db8::/33", "2001:db8:7fff::1"));
+    assert_false(in_cidr("2001:db8::/33", "2001:db8:8000::1"));
+
+    struct wsg_cidr c;
+    const char *why;
+    static const char *const bad[] = {"",
+                                      "/8",
+                                      "10.0.0.0/",
+                                      "10.0.0.0/33",
+                                      "10.0.0.0/08",
+                                      "10.0.0.1/8",
+                                      "2001:db8::/129",
+                                      "2001:db8::1/32",
+                                      "example.com",
+                                      "10.0.0.0/8x",
+                                      "10.0.0.0/-1",
+                                      "anyone"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (wsg_cidr_parse(bad[i], &c, &why) != -1)
+            fail_msg("\"%s\" accepted", bad[i]);
+        assert_non_null(why);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -743,7 +809,7 @@ int main(void)
         cmocka_unit_test(test_v2_local),     cmocka_unit_test(test_v2_tlvs),
         cmocka_unit_test(test_v2_tlv_cap),   cmocka_unit_test(test_v2_crc32c),
         cmocka_unit_test(test_v2_bad_fixed), cmocka_unit_test(test_not_a_header),
-        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_random),       cmocka_unit_test(test_cidr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

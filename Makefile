@@ -2,7 +2,8 @@
 #   make            release build: build/release/wsgate, build/release/wsgate-certs
 #   make run        build, then start the chat example x4 behind wsgate on https://localhost:8443
 #   make test       install what is missing, then unit tests -> corpus replay -> end-to-end tests
-#   make asan       the same suite with ASan + UBSan
+#                   (and mbedTLS's own test suites against our build of it: tls/mbedtls/test-suites.sh)
+#   make asan       the same suite with ASan + UBSan (mbedTLS's suites only in make test: same libraries)
 # Each target installs missing Debian/npm packages itself (.ci/deps.sh), and the first build makes
 # our own mbedTLS (tls/mbedtls/build.sh, cached under build/deps).
 
@@ -34,7 +35,7 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 LDLIBS := $(MBEDTLS_LIBS) -lhogweed -lnettle -lgmp -lev -lwslay -lpthread -lm
 
 LIB_SRCS := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) $(wildcard tls/*.c) $(wildcard frames/*.c) \
-            $(wildcard policies/*.c)
+            $(wildcard policies/*.c) $(wildcard policies/base/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 CERTS_SRCS := $(wildcard certs/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
@@ -82,10 +83,16 @@ e2e: test-deps all
 	@WSGATE_BIN=$(B)/wsgate ./tests/e2e/run.sh
 
 test: test-deps
+	@./tests/layering-check.sh
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
+	@$(if $(filter release,$(FLAVOUR)),./tls/mbedtls/test-suites.sh $(MBEDTLS_DIR)/src)
 	@$(MAKE) --no-print-directory fuzz-replay
 	@./tests/readme-check.sh $(B)/wsgate
+	@$(MAKE) --no-print-directory man-check
+	@./tests/install-check.sh $(FLAVOUR)
+	@./tests/nginx-doc-check.sh $(B)/wsgate $(B)/wsgate-certs
+	@./.ci/deb.sh
 	@WSGATE_BIN=$(B)/wsgate WSGATE_CERTS_BIN=$(B)/wsgate-certs ./tests/e2e/run.sh
 
 asan:
@@ -111,3 +118,73 @@ clean:
 include fuzz/fuzz.mk
 
 -include $(shell find build/$(FLAVOUR) -name '*.d' 2>/dev/null)
+
+# ---- packaging (issue 17): man pages and the commented example configuration come from the
+# settings table through docs/man/mangen.c, so they cannot drift from the code.
+#   make man        build/<flavour>/share/: wsgate.8, wsgate.conf.5, wsgate-certs.8, wsgate.conf
+#   make install    PREFIX (/usr/local), DESTDIR, SYSCONFDIR ($(PREFIX)/etc, /etc for /usr),
+#                   SBINDIR, BINDIR, MANDIR, UNITDIR, LOGROTATEDIR, DOCDIR; never overwrites an
+#                   existing wsgate.conf
+#   make man-check  every page rendered with `man --warnings -l`: no warning (part of make test)
+PREFIX ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/wsgate
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
+SHARE := $(B)/share
+MAN_PAGES := $(SHARE)/wsgate.8 $(SHARE)/wsgate.conf.5 $(SHARE)/wsgate-certs.8
+
+.PHONY: man man-check install
+man: $(MAN_PAGES) $(SHARE)/wsgate.conf
+
+$(B)/mangen: docs/man/mangen.c $(B)/libwsgate.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libwsgate.a $(LDLIBS)
+
+$(SHARE)/wsgate.conf.5: docs/man/wsgate.conf.5.in $(B)/mangen
+	@mkdir -p $(dir $@)
+	$(B)/mangen man >$@.settings
+	awk -v f=$@.settings '/^@SETTINGS@$$/ { while ((getline l < f) > 0) print l; next } { print }' $< >$@
+	@rm -f $@.settings
+
+$(SHARE)/wsgate.conf: examples/wsgate.conf.in $(B)/mangen
+	@mkdir -p $(dir $@)
+	{ cat $<; $(B)/mangen example; } >$@
+
+$(SHARE)/%.8: docs/man/%.8
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+man-check: man
+	@WSGATE_BIN=$(B)/wsgate ./tests/man-check.sh $(MAN_PAGES)
+
+install: all man
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR) $(DESTDIR)$(DOCDIR)/examples/grafana
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/wsgate
+	install -m 0755 $(B)/wsgate $(DESTDIR)$(SBINDIR)/wsgate
+	install -m 0755 $(B)/wsgate-certs $(DESTDIR)$(BINDIR)/wsgate-certs
+	install -m 0644 $(SHARE)/wsgate.8 $(SHARE)/wsgate-certs.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(SHARE)/wsgate.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	@# the unit as installed: the binary where SBINDIR put it, the config where SYSCONFDIR did
+	sed -e 's|/usr/local/bin/wsgate|$(SBINDIR)/wsgate|g' -e 's|/etc/wsgate/|$(SYSCONFDIR)/wsgate/|g' \
+	    -e 's|file:///usr/share/doc/wsgate/|file://$(DOCDIR)/|' examples/systemd/wsgate.service \
+	    >$(DESTDIR)$(UNITDIR)/wsgate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/wsgate.service
+	install -m 0644 examples/logrotate/wsgate $(DESTDIR)$(LOGROTATEDIR)/wsgate
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 $(SHARE)/wsgate.conf $(DESTDIR)$(DOCDIR)/examples/wsgate.conf
+	$(if $(wildcard examples/grafana/*.json),install -m 0644 $(wildcard examples/grafana/*.json) $(DESTDIR)$(DOCDIR)/examples/grafana/)
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/wsgate/wsgate.conf ]; then \
+	    echo "install: $(DESTDIR)$(SYSCONFDIR)/wsgate/wsgate.conf exists, left as it is"; \
+	else \
+	    install -m 0640 $(SHARE)/wsgate.conf $(DESTDIR)$(SYSCONFDIR)/wsgate/wsgate.conf; \
+	fi
+
+# ---- the Debian package (issue 17): dpkg-buildpackage + debhelper on a copy of the tree with
+# debian/ from .ci/debian/, lintian (no error), then dpkg -i into a scratch root (.ci/deb.sh).
+.PHONY: deb
+deb:
+	@./.ci/deb.sh

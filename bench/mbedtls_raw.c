@@ -1,7 +1,7 @@
 /* mbedtls_raw: mbedTLS's own ceilings on this machine, as reference lines for the wsgate bench.
  *
  *   mbedtls_raw --cert CERT.pem --key KEY.pem [-d SECONDS] [-s WRITE_SIZE] [--suites LIST]
- *               [--no-handshakes] [--no-records]
+ *               [--no-handshakes] [--no-records] [--primitives]
  *
  * An mbedTLS client and an mbedTLS server in one process, one thread, connected by two memory
  * buffers (no sockets, no system calls on the data path). Same library build as wsgate
@@ -23,6 +23,12 @@
  * priming handshake, the server configured like wsgate (tickets sealed with AES-256-GCM; TLS 1.3
  * psk_dhe_ke, so a resumption still does an X25519 exchange, as every browser and OpenSSL ask; a
  * fresh ticket is sent after each TLS 1.3 handshake, as wsgate does).
+ *
+ * Primitives (--primitives, off by default): the PSA calls a TLS 1.3 server makes, one at a time, per
+ * thread CPU second: deterministic ECDSA P-256 signing, the X25519 / P-256 key share (generate_key +
+ * export_public_key) and shared secret, AES-GCM and ChaCha20-Poly1305 one-shot encrypt+decrypt of
+ * 16 KiB and 1 KiB in place. With our build these run on the nettle driver (tls/psa/), with Debian's
+ * on mbedTLS's built-in code; bench/nettle_raw gives nettle's own ceilings for the same operations.
  *
  * Output: one JSON line per measurement on stdout, a human line per measurement on stderr.
  *
@@ -455,16 +461,150 @@ static void handshakes(mbedtls_ssl_protocol_version v, double dur, int resume)
     mbedtls_ssl_config_free(&sc);
 }
 
+/* ---------------------------------------------------------------- PSA primitives */
+/* --primitives: the PSA calls a TLS 1.3 server makes, one at a time, so the driver's gain per
+ * operation can be set against nettle_raw's ceilings (same names). Rates are per thread CPU second. */
+static void prim_line(const char *op, unsigned long n, double cpu, double bytes)
+{
+    if (bytes > 0) {
+        printf("{\"mode\":\"primitive\",\"op\":\"%s\",\"ops\":%lu,\"cpu_s\":%.3f,\"per_s\":%.1f,\"mb_per_s\":"
+               "%.1f}\n",
+               op, n, cpu, (double)n / cpu, bytes * (double)n / cpu / 1e6);
+        fprintf(stderr, "mbedtls_raw primitive %s: %.0f MB/s\n", op, bytes * (double)n / cpu / 1e6);
+    } else {
+        printf("{\"mode\":\"primitive\",\"op\":\"%s\",\"ops\":%lu,\"cpu_s\":%.3f,\"per_s\":%.1f}\n", op, n,
+               cpu, (double)n / cpu);
+        fprintf(stderr, "mbedtls_raw primitive %s: %.0f/s\n", op, (double)n / cpu);
+    }
+    fflush(stdout);
+}
+
+static void psa_check(psa_status_t st, const char *what)
+{
+    if (st != PSA_SUCCESS) {
+        fprintf(stderr, "mbedtls_raw: %s: PSA status %d\n", what, (int)st);
+        exit(1);
+    }
+}
+
+static psa_key_id_t prim_key(psa_key_type_t type, size_t bits, psa_key_usage_t usage, psa_algorithm_t alg)
+{
+    psa_key_attributes_t a = PSA_KEY_ATTRIBUTES_INIT;
+    psa_key_id_t k;
+    psa_set_key_type(&a, type);
+    psa_set_key_bits(&a, bits);
+    psa_set_key_usage_flags(&a, usage);
+    psa_set_key_algorithm(&a, alg);
+    psa_check(psa_generate_key(&a, &k), "generate_key");
+    return k;
+}
+
+/* Runs BODY for DUR seconds of wall time; N and CPU are the count and thread CPU time. */
+#define PRIM_LOOP(dur, n, cpu, body)                                                                         \
+    do {                                                                                                     \
+        double w0_ = wall_s(), c0_ = cpu_s();                                                                \
+        n = 0;                                                                                               \
+        while (wall_s() - w0_ < (dur)) {                                                                     \
+            for (int i_ = 0; i_ < 16; i_++) {                                                                \
+                body;                                                                                        \
+            }                                                                                                \
+            n += 16;                                                                                         \
+        }                                                                                                    \
+        cpu = cpu_s() - c0_;                                                                                 \
+    } while (0)
+
+static void primitives(double dur)
+{
+    const psa_algorithm_t det = PSA_ALG_DETERMINISTIC_ECDSA(PSA_ALG_SHA_256);
+    unsigned long n;
+    double cpu;
+    uint8_t hash[32] = {1}, sig[64], pub[65], peer[65], secret[32];
+    size_t len, peer_len;
+
+    psa_key_id_t sk =
+        prim_key(PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_SECP_R1), 256, PSA_KEY_USAGE_SIGN_HASH, det);
+    PRIM_LOOP(dur, n, cpu, psa_check(psa_sign_hash(sk, det, hash, 32, sig, sizeof(sig), &len), "sign_hash"));
+    prim_line("ecdsa-p256-sign-deterministic", n, cpu, 0);
+    psa_destroy_key(sk);
+
+    static const struct {
+        const char *name;
+        psa_ecc_family_t family;
+        size_t bits;
+    } curves[] = {{"x25519", PSA_ECC_FAMILY_MONTGOMERY, 255}, {"p256", PSA_ECC_FAMILY_SECP_R1, 256}};
+    for (size_t c = 0; c < 2; c++) {
+        char op[64];
+        psa_key_type_t t = PSA_KEY_TYPE_ECC_KEY_PAIR(curves[c].family);
+        psa_key_id_t other = prim_key(t, curves[c].bits, PSA_KEY_USAGE_DERIVE, PSA_ALG_ECDH), mine;
+        psa_check(psa_export_public_key(other, peer, sizeof(peer), &peer_len), "export_public_key");
+        /* the key share: generate, then export the public key (where the multiplication happens) */
+        PRIM_LOOP(dur, n, cpu, {
+            mine = prim_key(t, curves[c].bits, PSA_KEY_USAGE_DERIVE, PSA_ALG_ECDH);
+            psa_check(psa_export_public_key(mine, pub, sizeof(pub), &len), "export_public_key");
+            psa_destroy_key(mine);
+        });
+        snprintf(op, sizeof(op), "%s-keygen+export", curves[c].name);
+        prim_line(op, n, cpu, 0);
+        mine = prim_key(t, curves[c].bits, PSA_KEY_USAGE_DERIVE, PSA_ALG_ECDH);
+        PRIM_LOOP(
+            dur, n, cpu,
+            psa_check(psa_raw_key_agreement(PSA_ALG_ECDH, mine, peer, peer_len, secret, sizeof(secret), &len),
+                      "key_agreement"));
+        snprintf(op, sizeof(op), "%s-shared-secret", curves[c].name);
+        prim_line(op, n, cpu, 0);
+        psa_destroy_key(mine);
+        psa_destroy_key(other);
+    }
+
+    static const struct {
+        const char *name;
+        psa_key_type_t type;
+        size_t bits;
+        psa_algorithm_t alg;
+    } aeads[] = {{"aes-128-gcm", PSA_KEY_TYPE_AES, 128, PSA_ALG_GCM},
+                 {"aes-256-gcm", PSA_KEY_TYPE_AES, 256, PSA_ALG_GCM},
+                 {"chacha20-poly1305", PSA_KEY_TYPE_CHACHA20, 256, PSA_ALG_CHACHA20_POLY1305}};
+    static const size_t sizes[] = {16384, 1024};
+    size_t cap = 16384 + 16;
+    uint8_t *buf = calloc(1, cap), nonce[12] = {0}, ad[13] = {0};
+    for (size_t i = 0; i < 3; i++) {
+        psa_key_attributes_t a = PSA_KEY_ATTRIBUTES_INIT;
+        psa_key_id_t k;
+        psa_set_key_type(&a, aeads[i].type);
+        psa_set_key_bits(&a, aeads[i].bits);
+        psa_set_key_usage_flags(&a, PSA_KEY_USAGE_ENCRYPT | PSA_KEY_USAGE_DECRYPT);
+        psa_set_key_algorithm(&a, aeads[i].alg);
+        psa_check(psa_generate_key(&a, &k), "generate AEAD key");
+        for (size_t z = 0; z < 2; z++) {
+            char op[64];
+            /* in place, as TLS records are: encrypt then decrypt the same buffer */
+            PRIM_LOOP(dur / 2, n, cpu, {
+                psa_check(psa_aead_encrypt(k, aeads[i].alg, nonce, 12, ad, 13, buf, sizes[z], buf, cap, &len),
+                          "aead_encrypt");
+                psa_check(psa_aead_decrypt(k, aeads[i].alg, nonce, 12, ad, 13, buf, len, buf, cap, &len),
+                          "aead_decrypt");
+            });
+            snprintf(op, sizeof(op), "%s-%zu-encrypt+decrypt", aeads[i].name, sizes[z]);
+            prim_line(op, n, cpu, (double)sizes[z]);
+        }
+        psa_destroy_key(k);
+    }
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     const char *cert = NULL, *key = NULL, *only = NULL;
     double dur = 3;
     size_t wsize = 256 * 1024;
-    int do_hs = 1, do_rec = 1;
-    static struct option lo[] = {
-        {"cert", required_argument, 0, 'c'},   {"key", required_argument, 0, 'k'},
-        {"suites", required_argument, 0, 'S'}, {"no-handshakes", no_argument, 0, 'H'},
-        {"no-records", no_argument, 0, 'R'},   {0, 0, 0, 0}};
+    int do_hs = 1, do_rec = 1, do_prim = 0;
+    static struct option lo[] = {{"cert", required_argument, 0, 'c'},
+                                 {"key", required_argument, 0, 'k'},
+                                 {"suites", required_argument, 0, 'S'},
+                                 {"no-handshakes", no_argument, 0, 'H'},
+                                 {"no-records", no_argument, 0, 'R'},
+                                 {"primitives", no_argument, 0, 'P'},
+                                 {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "d:s:", lo, NULL)) != -1) {
         switch (opt) {
@@ -483,6 +623,9 @@ int main(int argc, char **argv)
         case 'R':
             do_rec = 0;
             break;
+        case 'P':
+            do_prim = 1;
+            break;
         case 'd':
             dur = atof(optarg);
             break;
@@ -492,7 +635,7 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr,
                     "usage: mbedtls_raw --cert C --key K [-d SECONDS] [-s WRITE_SIZE] [--suites LIST] "
-                    "[--no-handshakes] [--no-records]\n");
+                    "[--no-handshakes] [--no-records] [--primitives]\n");
             return 2;
         }
     }
@@ -525,6 +668,8 @@ int main(int argc, char **argv)
     c2s.b = malloc(c2s.cap);
     s2c.b = malloc(s2c.cap);
     fprintf(stderr, "mbedtls_raw: %s\n", MBEDTLS_VERSION_STRING_FULL);
+    if (do_prim)
+        primitives(dur);
     if (do_rec)
         for (size_t i = 0; i < sizeof(g_suites) / sizeof(g_suites[0]); i++)
             if (!only || strstr(only, g_suites[i].name) || strstr(only, g_suites[i].openssl))

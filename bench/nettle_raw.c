@@ -169,7 +169,8 @@ int main(int argc, char **argv)
     printf("%-28s %10.0f /s\n", "X25519 shared secret", rate(op_x25519_shared, &p));
     printf("%-28s %10.0f MB/s (16 KiB records, encrypt)\n", "AES-128-GCM", rate(op_gcm128, &a) * REC / 1e6);
     printf("%-28s %10.0f MB/s (16 KiB records, encrypt)\n", "AES-256-GCM", rate(op_gcm256, &a) * REC / 1e6);
-    printf("%-28s %10.0f MB/s (16 KiB records, encrypt)\n", "ChaCha20-Poly1305", rate(op_chacha, &a) * REC / 1e6);
+    printf("%-28s %10.0f MB/s (16 KiB records, encrypt)\n", "ChaCha20-Poly1305",
+           rate(op_chacha, &a) * REC / 1e6);
 
     ecc_scalar_clear(&p.key);
     ecc_scalar_clear(&p.eph);

@@ -8,9 +8,9 @@
 #   BENCH_SECONDS [5, q: 1] measured seconds per echo repetition (after BENCH_WARMUP [1, q: 0.5] s)
 #   BENCH_CONNS [64]       connections of the echo measurement
 #   BENCH_SIZES ["64 1024 16384 262144", q: "64 262144"] message sizes in bytes
-#   BENCH_CIPHER [TLS_CHACHA20_POLY1305_SHA256]  the TLS 1.3 suite every proxy uses for the echo runs
+#   BENCH_CIPHER [TLS_AES_128_GCM_SHA256]  the TLS 1.3 suite every proxy uses for the echo runs
 #                          (wsgate's own choice for clients that offer it); "negotiated": the client's
-#                          OpenSSL order (then wsgate takes ChaCha20, nginx and HAProxy AES-256-GCM)
+#                          OpenSSL order (then wsgate takes AES-128-GCM, nginx and HAProxy AES-256-GCM)
 #   BENCH_PORT_BASE [random 20000-32000]  upstream = base, wsgate = base+1, nginx = base+2, haproxy = base+3
 #                          (below the kernel's ephemeral range, so the idle run's 15,000 client ports and
 #                          their TIME_WAITs can never hold a proxy's port)
@@ -46,7 +46,7 @@ DUR=${BENCH_SECONDS:-$(q 1 5)}
 WARM=${BENCH_WARMUP:-$(q 0.5 1)}
 CONNS=${BENCH_CONNS:-64}
 SIZES=${BENCH_SIZES:-$(q "64 262144" "64 1024 16384 262144")}
-CIPHER=${BENCH_CIPHER:-TLS_CHACHA20_POLY1305_SHA256}
+CIPHER=${BENCH_CIPHER:-TLS_AES_128_GCM_SHA256}
 [ "$CIPHER" = negotiated ] && CIPHER=""
 PROXIES=${BENCH_PROXIES:-"wsgate nginx haproxy"}
 HS_SECONDS=${BENCH_HS_SECONDS:-$(q 1 3)}
@@ -578,7 +578,7 @@ if [ "$RAW_SECONDS" != 0 ]; then
         bin=$RAW
         [ "$build" = debian ] && bin=$RAW_DEB
         [ -n "$bin" ] || continue
-        RAW_CMD=("$bin" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS")
+        RAW_CMD=("$bin" --cert "$RUN/cert.pem" --key "$RUN/key.pem" -d "$RAW_SECONDS" --primitives)
         echo "${RAW_CMD[*]}" >>"$COMMANDS"
         loadavg_note
         "${PIN_PROXY[@]}" timeout 120 "${RAW_CMD[@]}" 2>"$RUN/mbedtls_raw-$build.log" |
@@ -875,6 +875,10 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
             printf '  %-6s %-34s %8s resumed handshakes/s server side per core (%s ms each; client side %s/s)\n' \
                 "$(echo "$l" | jget build)" "$(echo "$l" | jget negotiated)" "$(echo "$l" | jget server_per_s)" \
                 "$(echo "$l" | jget server_ms)" "$(echo "$l" | jget client_per_s)"
+        done
+        grep '"mode":"primitive"' "$RAW_RES" | while read -r l; do
+            printf '  %-6s PSA %-30s %10s /s%s\n' "$(echo "$l" | jget build)" "$(echo "$l" | jget op)" \
+                "$(echo "$l" | jget per_s)" "$(m=$(echo "$l" | jget mb_per_s); [ -n "$m" ] && echo " ($m MB/s)")"
         done
         if [ -s "$RUN/nettle_raw.txt" ]; then
             echo "nettle's own speed (bench/nettle_raw, the driver's ceiling; one core, pinned to CPU $PROXY_CPU):"

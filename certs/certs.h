@@ -13,7 +13,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 
 enum { WSG_CERTS_OK = 0, WSG_CERTS_BAD = 1, WSG_CERTS_EXPIRING = 2, WSG_CERTS_USAGE = 64 };
 

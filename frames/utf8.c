@@ -1,5 +1,6 @@
 /*
- * utf8.c - incremental UTF-8 validation (RFC 3629) for text frames and close reasons, and the
+ * utf8.c - incremental UTF-8 validation (RFC 3629) for text frames and close reasons, the
+ * relay's one-pass payload transform (unmask, check, re-mask: frames/ws-int.h), and the
  * close-code validity rule of RFC 6455 §7.4.
  *
  * The validator is a byte-class DFA in the style of Bjoern Hoehrmann's decoder, with our own
@@ -7,7 +8,9 @@
  * next state. It only validates (no code point is computed), so a state is "how many
  * continuation bytes are still owed, and which range the next one must fall in".
  */
-#include "frames/ws.h"
+#include <string.h>
+
+#include "frames/ws-int.h"
 
 /* Byte classes. */
 enum {
@@ -39,6 +42,7 @@ enum {
     S_F4,     /* after F4 */
     S__COUNT
 };
+_Static_assert(S_ACCEPT == WSG_UTF8_ACCEPT && S_REJECT == WSG_UTF8_REJECT, "states fixed by ws.h");
 
 /* Short names for the tables below. */
 #define AS C_ASCII
@@ -119,6 +123,89 @@ uint32_t wsg_utf8_step(uint32_t state, const uint8_t *p, size_t len)
         state = next_state[state][byte_class[p[i++]]];
         if (state == S_REJECT)
             break;
+    }
+    return state;
+}
+
+/* Repeats key, rotated to payload offset, over 8 bytes in memory order; the first 4 also go to
+ * rot[] for the byte-wise tails. A NULL key is all zero. */
+static uint64_t key_word(const uint8_t *key, uint64_t offset, uint8_t rot[4])
+{
+    uint8_t w[8] = {0};
+    if (key != NULL)
+        for (int j = 0; j < 8; j++)
+            w[j] = key[(offset + (uint64_t)j) & 3];
+    memcpy(rot, w, 4);
+    uint64_t k;
+    memcpy(&k, w, 8);
+    return k;
+}
+
+#define TOP_BITS 0x8080808080808080ull /* the bit that makes a byte non-ASCII, in each of 8 */
+
+/*
+ * Words are moved with memcpy (one unaligned load or store on x86-64 and arm64), 16 bytes per
+ * round, and XORed with the key repeated over 8 bytes: a chunk starts at any address and at any
+ * key rotation, so only the byte-wise tails look at the index, and since rounds are multiples of
+ * 4 bytes, byte i of the chunk always takes rot[i % 4].
+ */
+uint32_t wsg_ws_payload_pass(uint8_t *p, size_t len, uint64_t offset, const uint8_t *in_key,
+                             const uint8_t *out_key, int check_utf8, uint32_t utf8)
+{
+    uint8_t in_rot[4], out_rot[4];
+    uint64_t in8 = key_word(in_key, offset, in_rot), out8 = key_word(out_key, offset, out_rot);
+    int write = in_key != NULL || out_key != NULL;
+    size_t i = 0;
+
+    if (!check_utf8) {
+        /* Binary: unmask and re-mask are one XOR with the combined key. */
+        uint64_t k = in8 ^ out8;
+        if (!write)
+            return utf8;
+        for (; i + 16 <= len; i += 16) {
+            uint64_t a, b;
+            memcpy(&a, p + i, 8);
+            memcpy(&b, p + i + 8, 8);
+            a ^= k;
+            b ^= k;
+            memcpy(p + i, &a, 8);
+            memcpy(p + i + 8, &b, 8);
+        }
+        for (; i < len; i++)
+            p[i] ^= (uint8_t)(in_rot[i & 3] ^ out_rot[i & 3]);
+        return utf8;
+    }
+
+    uint32_t state = utf8 < S__COUNT ? utf8 : S_REJECT;
+    while (i < len && state != S_REJECT) {
+        /* Between characters, 16 bytes whose unmasked top bits are all clear are ASCII: valid. */
+        if (state == S_ACCEPT) {
+            for (; i + 16 <= len; i += 16) {
+                uint64_t a, b;
+                memcpy(&a, p + i, 8);
+                memcpy(&b, p + i + 8, 8);
+                a ^= in8;
+                b ^= in8;
+                if (((a | b) & TOP_BITS) != 0)
+                    break;
+                if (write) {
+                    a ^= out8;
+                    b ^= out8;
+                    memcpy(p + i, &a, 8);
+                    memcpy(p + i + 8, &b, 8);
+                }
+            }
+        }
+        /* Otherwise the DFA, byte by byte, for the next 16 bytes (or what is left). */
+        size_t end = len - i < 16 ? len : i + 16;
+        for (; i < end; i++) {
+            uint8_t c = p[i] ^ in_rot[i & 3];
+            state = next_state[state][byte_class[c]];
+            if (state == S_REJECT)
+                break;
+            if (write)
+                p[i] = c ^ out_rot[i & 3];
+        }
     }
     return state;
 }

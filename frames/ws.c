@@ -1,34 +1,50 @@
 /*
- * ws.c - the frame-by-frame relay of one WebSocket direction: decode from a wsg_buf with a
- * wslay_frame context, validate against RFC 6455 §5 and §7, re-encode onto the other hop with a
- * second wslay_frame context, keeping FIN, opcode and frame boundaries exactly. Also applies the
- * per-direction policy (opcode, size and fragment limits, an admission hook per frame), sends the
- * gateway's own ping and close frames on that hop and consumes the pongs answering its pings.
+ * ws.c - the frame-by-frame relay of one WebSocket direction: check each frame header against
+ * RFC 6455 §5 and the direction's limits straight from src, move the frame onto the other hop
+ * keeping FIN, opcode and frame boundaries exactly, and validate what moves (§5.6 UTF-8, §7 close
+ * bodies). Also applies the per-direction policy (opcode, size and fragment limits, an admission
+ * hook per frame), sends the gateway's own ping and close frames on that hop and consumes the
+ * pongs answering its pings.
  *
- * How the decoder is fed: wslay_frame_recv reports a frame's header only together with its first
- * payload byte, and reads ahead up to 4 KiB into its own buffer. So each header is first checked
- * here, straight from src (size limits and every header rule hold before any payload is read,
- * even before wslay sees the header), and then the recv callback hands wslay exactly that one
- * frame's bytes, never a byte of the next frame. Bytes taken from src are therefore either
- * decoded or inside the frame in progress; after a close frame src keeps whatever follows.
+ * Two ways a frame moves, chosen on its header:
+ *
+ * Data frames (text, binary, continuation) take the fast path (relay_data): once the header
+ * passed, the relay keeps it as the output header (the same FIN, opcode and length encoding;
+ * towards the upstream the client's masking key is replaced by a fresh one from the mask
+ * generator, §5.3). The payload stays in src: each chunk src holds is unmasked, checked as UTF-8
+ * and re-masked in one pass, in place, with the two keys combined (wsg_ws_payload_pass in
+ * utf8.c, 16 bytes at a time); a chunk is handed to the sink only once all of it passed, and src
+ * drops exactly what the sink took. So a payload byte is read once by that pass and once by the
+ * sink's copy into the next buffer, and never waits anywhere but in src.
+ *
+ * Control frames (ping, pong, close) and the gateway's own frames go through wslay_frame: one
+ * context decodes (wslay_frame_recv reports a header only with its first payload byte and reads
+ * ahead up to 4 KiB into its own buffer, so the recv callback hands it exactly that one frame's
+ * bytes, never a byte of the next), another encodes and masks. They are at most 125 bytes.
+ * wsg_ws_relay_set_wslay_only (frames/ws-int.h) sends data frames that way too: it is the oracle
+ * the differential fuzz target (fuzz/ws_diff.c) compares the fast path with.
+ *
+ * Either way each header is first checked here, straight from src: size limits and every header
+ * rule hold before any payload byte is read or moves. Bytes taken from src are therefore either
+ * forwarded or inside the frame in progress; after a close frame src keeps whatever follows.
  *
  * Memory: a 125-byte control gather buffer (close frames, and pongs that may answer the gateway's
- * ping), a 125-byte gateway close, two 125-byte gateway pings and a 125-byte pong token; payload
- * chunks point into the decoder's buffer and are pushed to the encoder before the decoder is asked
- * for more. Never a whole message. The two wslay contexts (4 KiB input buffer each, about 4.2 KiB)
- * are held only while a frame is in progress on their side: between frames a wslay_frame context
- * is in its initial state, so the relay hands it back to a per-thread cache and takes one again
- * for the next frame. An idle connection (two relays) thus holds none of them; the four used to
- * be 17 KiB of the 58 KiB an idle TLS WebSocket connection cost.
+ * ping), a 125-byte gateway close, two 125-byte gateway pings and a 125-byte pong token; data
+ * payloads stay in src until the sink takes them. Never a whole message. The two wslay contexts
+ * (4 KiB input buffer each, about 4.2 KiB) are held only while a control frame is in progress on
+ * their side: between frames a wslay_frame context is in its initial state, so the relay hands it
+ * back to a per-thread cache and takes one again for the next control frame. An idle connection
+ * (two relays) thus holds none of them, and a stream of data frames never takes one.
  */
 #include "frames/ws.h"
+#include "frames/ws-int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <wslay/wslay.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 /* A wslay_frame context and the relay using it: wslay fixes a context's user_data at init, so the
  * callbacks get the codec and find the relay through it. */
@@ -52,8 +68,8 @@ struct wsg_ws_relay {
     void *sink_ctx;
     wsg_ws_rng_fn rng;
     void *rng_ctx;
-    struct codec *dec; /* input hop, reads src through ws_recv_cb; held while in_frame */
-    struct codec *enc; /* output hop, writes the sink through ws_send_cb; held while out_busy */
+    struct codec *dec; /* input hop, reads src through ws_recv_cb; held while dec_busy() */
+    struct codec *enc; /* output hop, writes the sink through ws_send_cb; held while enc_busy() */
     uint64_t moved;    /* bytes taken from src plus bytes given to the sink: progress */
 
     /* Input: the frame whose header passed the gate. */
@@ -61,9 +77,22 @@ struct wsg_ws_relay {
     int in_done;  /* a close frame was read completely: read nothing more */
     uint8_t in_fin, in_opcode;
     uint64_t in_len;  /* payload length from the header */
-    uint64_t in_got;  /* payload bytes decoded so far */
+    uint64_t in_got;  /* payload bytes decoded so far (fast path: taken by the sink) */
     uint64_t in_feed; /* bytes of this frame (header included) not yet handed to wslay */
     int in_gather;    /* control frame gathered in ctl_buf before it is forwarded */
+
+    /* The fast path of a data frame (relay_data). Its header is taken from src as soon as it
+     * passed the gate and kept as the output header; its payload stays in src until the sink
+     * takes it: first in_ready bytes already unmasked, checked and re-masked, then the rest as it
+     * arrives. in_got counts the payload bytes the sink took. */
+    int wslay_only;      /* oracle mode: data frames go through wslay like control frames */
+    int in_fast;         /* the input frame in progress takes the fast path */
+    uint64_t in_ready;   /* payload bytes at the front of src ready to go */
+    uint8_t in_key[4];   /* the client's masking key of the frame (C2U) */
+    uint8_t out_key[4];  /* the gateway's fresh key for it (C2U) */
+    uint8_t out_hdr[14]; /* the output header (§5.2: at most 2 + 8 + 4 bytes) */
+    size_t out_hdr_len;  /* its length: the input header's */
+    size_t out_hdr_off;  /* bytes of it the sink took */
 
     /* Message: §5.4 fragmentation state. */
     uint8_t msg_opcode;  /* opcode of the data message in progress; 0 between messages */
@@ -85,7 +114,8 @@ struct wsg_ws_relay {
 
     /* Output: the frame being encoded and the chunk being pushed into it. */
     struct wslay_frame_iocb out; /* fin, rsv, opcode, payload_length, mask of the frame */
-    int out_busy;                /* the encoder is mid-frame */
+    int out_busy;                /* the output hop is mid-frame (wslay's encoder or the fast path) */
+    int out_fast;                /* ... and that frame is the fast path's, not wslay's */
     uint64_t out_sent;           /* payload bytes of the frame accepted by the encoder */
     const uint8_t *chunk; /* decoded bytes waiting to go out (points into dec, ctl_buf or a gw buffer) */
     size_t chunk_len, chunk_off;
@@ -116,6 +146,8 @@ struct wsg_ws_relay {
 #define OP_PING WSLAY_PING
 #define OP_PONG WSLAY_PONG
 
+static int fail(struct wsg_ws_relay *r, int code, const char *reason);
+
 /* ---- wslay shims: buffers and sinks only ---- */
 
 static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
@@ -133,18 +165,28 @@ static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
     return (ssize_t)n;
 }
 
-static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags, void *user_data)
+/* Hands bytes to the sink. @return bytes taken (> 0), 0 when the sink is full, WSG_ERR when it
+ * failed (then the relay fails with 1011). */
+static ssize_t sink_put(struct wsg_ws_relay *r, const uint8_t *data, size_t len)
 {
-    struct wsg_ws_relay *r = ((struct codec *)user_data)->owner;
-    WSG_UNUSED(flags);
     ssize_t n = r->sink(r->sink_ctx, data, len);
     if (n > 0 && (size_t)n <= len) {
         r->moved += (uint64_t)n;
         return n;
     }
-    if (n != WSG_AGAIN && n != 0)
+    if (n != WSG_AGAIN && n != 0) {
         r->sink_failed = 1;
-    return -1; /* wslay_frame_send turns any return <= 0 into WSLAY_ERR_WANT_WRITE */
+        return fail(r, 1011, "output failed");
+    }
+    return 0;
+}
+
+static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags, void *user_data)
+{
+    struct wsg_ws_relay *r = ((struct codec *)user_data)->owner;
+    WSG_UNUSED(flags);
+    ssize_t n = sink_put(r, data, len);
+    return n > 0 ? n : -1; /* wslay_frame_send turns any return <= 0 into WSLAY_ERR_WANT_WRITE */
 }
 
 static int ws_genmask_cb(uint8_t *buf, size_t len, void *user_data)
@@ -221,13 +263,24 @@ void wsg_ws_cache_drain(void)
                 codec_destroy(codecs[d][e].c[--codecs[d][e].n]);
 }
 
+/* Is wslay's decoder (encoder) in the middle of a frame? Fast-path frames never use them. */
+static int dec_busy(const struct wsg_ws_relay *r)
+{
+    return r->in_frame && !r->in_fast;
+}
+
+static int enc_busy(const struct wsg_ws_relay *r)
+{
+    return r->out_busy && !r->out_fast;
+}
+
 /* Hands back the contexts of the sides that are between frames. A pending chunk may point into
  * the decoder's buffer, so the decoder also stays until the chunk went out. */
 static void codecs_release(struct wsg_ws_relay *r)
 {
-    if (!r->in_frame && !r->chunk_pending)
+    if (!dec_busy(r) && !r->chunk_pending)
         codec_put(r, 0, 1);
-    if (!r->out_busy)
+    if (!enc_busy(r))
         codec_put(r, 1, 1);
 }
 
@@ -431,6 +484,7 @@ static int gate_header(struct wsg_ws_relay *r)
     r->in_len = len;
     r->in_got = 0;
     r->in_feed = hdr + len;
+    r->in_fast = !is_control(opcode) && !r->wslay_only;
     r->in_gather = opcode == OP_CLOSE || (opcode == OP_PONG && r->pong_set && len == r->pong_len);
     if (!is_control(opcode))
         r->msg_frames = nfrag;
@@ -443,6 +497,20 @@ static int gate_header(struct wsg_ws_relay *r)
         r->msg_len = add_sat(r->msg_len, len);
     if (r->in_gather)
         r->ctl_len = 0;
+    if (r->in_fast) {
+        /* The output header is the input header: same FIN, opcode and length encoding (RSV is 0,
+         * the length minimal, the mask bit right for the direction: all checked above). Only the
+         * key changes, once the first chunk passed (ready_chunk). */
+        memcpy(r->out_hdr, p, hdr);
+        r->out_hdr_len = hdr;
+        r->out_hdr_off = 0;
+        if (masked)
+            memcpy(r->in_key, p + hdr - 4, 4);
+        r->in_ready = 0;
+        wsg_buf_consume(r->src, (uint32_t)hdr);
+        r->moved += hdr;
+        r->st.bytes_in += hdr;
+    }
     return 1;
 }
 
@@ -467,6 +535,7 @@ static int check_close(struct wsg_ws_relay *r)
 static void frame_in_done(struct wsg_ws_relay *r)
 {
     r->in_frame = 0;
+    r->in_fast = 0;
     r->st.frames++;
     if (r->in_opcode == OP_CLOSE)
         r->in_done = 1; /* §5.5.1: nothing follows a close */
@@ -480,6 +549,103 @@ static void frame_in_done(struct wsg_ws_relay *r)
 }
 
 /*
+ * Readies the next n payload bytes of the fast-path frame, at q in src: unmasks, checks and
+ * re-masks them in one pass. The first call for a frame (n may be 0 for an empty frame) draws the
+ * gateway's key and puts it into the output header. Nothing of a chunk goes out before all of it
+ * passed, as on the wslay path.
+ * @return 0, or WSG_ERR (1007 on UTF-8, 1011 when the mask generator failed).
+ */
+static int ready_chunk(struct wsg_ws_relay *r, uint8_t *q, size_t n)
+{
+    uint64_t off = r->in_got + r->in_ready; /* payload offset of q[0] in the frame */
+    int c2u = r->dir == WSG_WS_C2U;
+    int text = r->msg_opcode == OP_TEXT && !r->lim.no_utf8;
+    if (off == 0 && c2u) {
+        /* §5.3: a fresh, unpredictable key for every frame sent towards the upstream. */
+        if (r->rng == NULL || r->rng(r->rng_ctx, r->out_key, 4) != 0)
+            return fail(r, 1011, "mask generation failed");
+        memcpy(r->out_hdr + r->out_hdr_len - 4, r->out_key, 4);
+    }
+    if (c2u || text) {
+        /* §5.6, §8.1: text is UTF-8 across the whole message, checked on the unmasked bytes; a
+         * message must not end inside a sequence. */
+        uint32_t st =
+            wsg_ws_payload_pass(q, n, off, c2u ? r->in_key : NULL, c2u ? r->out_key : NULL, text, r->utf8);
+        if (text) {
+            if (st == WSG_UTF8_REJECT)
+                return fail(r, 1007, "invalid UTF-8");
+            if (off + n == r->in_len && r->in_fin && st != WSG_UTF8_ACCEPT)
+                return fail(r, 1007, "truncated UTF-8");
+            r->utf8 = st;
+        }
+    }
+    r->in_ready += n;
+    r->st.payload_bytes += n;
+    return 0;
+}
+
+/*
+ * The fast path of a data frame (text, binary, continuation), from src straight to the sink:
+ * 1. what src holds of the payload is readied in place (ready_chunk);
+ * 2. once the first chunk passed (at once for an empty frame) the output hop is committed to this
+ *    frame: it stays busy until the frame's last byte went out, and gateway frames wait;
+ * 3. the header, then the ready payload straight from src, go to the sink; src drops what the
+ *    sink took.
+ * @return 1 something moved (call again), 0 src holds nothing more of the frame or the sink is
+ *         full, WSG_ERR.
+ */
+static int relay_data(struct wsg_ws_relay *r)
+{
+    uint32_t avail;
+    /* The payload bytes of the frame in progress are the relay's to rewrite: nobody else reads
+     * src (ws.h). */
+    uint8_t *p = (uint8_t *)wsg_buf_peek(r->src, &avail);
+    uint64_t left = r->in_len - r->in_got - r->in_ready; /* payload not readied yet */
+    if (left > 0 && avail > r->in_ready) {
+        size_t n = avail - r->in_ready < left ? avail - (size_t)r->in_ready : (size_t)left;
+        if (ready_chunk(r, p + r->in_ready, n) < 0)
+            return WSG_ERR;
+    } else if (r->in_len == 0 && !r->out_busy) {
+        if (ready_chunk(r, p, 0) < 0)
+            return WSG_ERR;
+    }
+    if (!r->out_busy) {
+        if (r->in_ready == 0 && r->in_len != 0)
+            return 0; /* no payload byte here yet */
+        r->out_busy = 1;
+        r->out_fast = 1;
+    }
+
+    uint64_t before = r->moved;
+    while (r->out_hdr_off < r->out_hdr_len) {
+        ssize_t n = sink_put(r, r->out_hdr + r->out_hdr_off, r->out_hdr_len - r->out_hdr_off);
+        if (n <= 0)
+            return n < 0 ? WSG_ERR : r->moved != before;
+        r->out_hdr_off += (size_t)n;
+    }
+    while (r->in_ready > 0) {
+        ssize_t n = sink_put(r, p, (size_t)r->in_ready);
+        if (n < 0)
+            return WSG_ERR;
+        if (n == 0)
+            break;
+        wsg_buf_consume(r->src, (uint32_t)n);
+        r->moved += (uint64_t)n;
+        r->st.bytes_in += (uint64_t)n;
+        p += n;
+        r->in_ready -= (uint64_t)n;
+        r->in_got += (uint64_t)n;
+    }
+    if (r->in_got == r->in_len) {
+        r->out_busy = 0;
+        r->out_fast = 0;
+        frame_in_done(r);
+        return 1;
+    }
+    return r->moved != before ? 1 : 0;
+}
+
+/*
  * Decodes the next payload chunk of the input and makes it the pending output chunk.
  * @return 1 something happened (call again), 0 src has nothing more now, WSG_ERR.
  */
@@ -490,6 +656,8 @@ static int pull(struct wsg_ws_relay *r)
         if (rc <= 0)
             return rc;
     }
+    if (r->in_fast)
+        return relay_data(r);
     if (r->dec == NULL && (r->dec = codec_get(r, 0)) == NULL)
         return fail(r, 1011, "out of memory");
     struct wslay_frame_iocb io;
@@ -594,8 +762,8 @@ void wsg_ws_relay_free(struct wsg_ws_relay *r)
 {
     if (r == NULL)
         return;
-    codec_put(r, 0, !r->in_frame); /* mid-frame contexts are destroyed, never reused */
-    codec_put(r, 1, !r->out_busy);
+    codec_put(r, 0, !dec_busy(r)); /* mid-frame contexts are destroyed, never reused */
+    codec_put(r, 1, !enc_busy(r));
     free(r);
 }
 
@@ -634,6 +802,11 @@ int wsg_ws_relay_pump(struct wsg_ws_relay *r)
     int rc = relay_pump(r);
     codecs_release(r);
     return rc;
+}
+
+void wsg_ws_relay_set_wslay_only(struct wsg_ws_relay *r, int on)
+{
+    r->wslay_only = on != 0;
 }
 
 int wsg_ws_relay_error(const struct wsg_ws_relay *r, const char **reason)

@@ -1,7 +1,7 @@
 /*
  * ws.h - the only header of frames/: the WebSocket handshake helpers and the frame-by-frame
- * relay of one direction (decode on one hop with wslay_frame, validate against RFC 6455,
- * re-encode onto the other hop with wslay_frame).
+ * relay of one direction (check each header against RFC 6455 and the limits, then move data
+ * frames in one pass from src to the sink and control frames through wslay_frame; ws.c says how).
  *
  * frames/ knows nothing of sockets, TLS or policy values: it reads a wsg_buf and writes through
  * a sink function it was handed. Structs are opaque outside frames/.
@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "gateway/buf-t.h"
-#include "gateway/err.h"
+#include "policies/base/buf-t.h"
+#include "policies/base/err.h"
 
 /* ---- Handshake (RFC 6455 §4) ---- */
 
@@ -64,7 +64,10 @@ struct wsg_ws_stats {
 struct wsg_ws_relay;
 
 /**
- * @param src  buffer the decoder reads from (the relay consumes exactly the bytes it decoded)
+ * @param src  buffer the relay reads from. It consumes exactly the bytes it forwarded or holds
+ *             (a frame header, a control frame); the payload of the data frame in progress stays
+ *             in src until the sink takes it, and the relay rewrites those bytes in place
+ *             (unmasked, re-masked) before it hands them over: nobody else may read src.
  * @param sink where the re-encoded frames go (client hop: TLS write; upstream hop: up.out)
  * @param rng  mask source, used only for WSG_WS_C2U
  * @return NULL on out of memory.
@@ -149,9 +152,9 @@ int wsg_ws_relay_send_ping(struct wsg_ws_relay *r, const uint8_t *payload, size_
  */
 void wsg_ws_relay_expect_pong(struct wsg_ws_relay *r, const uint8_t *payload, size_t len);
 
-/* Bytes taken from src and decoded that the sink has not taken yet (at most one payload chunk,
- * <= 4 KiB, or the rest of a gateway control frame); 0 if none. A frame header the encoder holds
- * (<= 14 bytes) is not counted. */
+/* Bytes taken from src and decoded that the sink has not taken yet: the rest of a control frame
+ * (<= 125 bytes, relayed or the gateway's); 0 if none. Data payloads are never taken from src
+ * before the sink takes them, and a frame header the relay holds (<= 14 bytes) is not counted. */
 size_t wsg_ws_relay_pending_out(const struct wsg_ws_relay *r);
 
 /* UTF-8 validation (Hoehrmann-style DFA), usable incrementally. state starts at 0 (ACCEPT);

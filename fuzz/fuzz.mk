@@ -20,9 +20,9 @@
 #   FUZZ_ROOT      where fuzz binaries, logs, scratch corpora and crash files go (default build/fuzz)
 
 FUZZ_SECONDS ?= 60
-# pipeline.c includes gateway/conn.c and defines its wsg_conn_* symbols itself, so the archive's conn.o
-# is not pulled in: every target links the same way, no per-target library.
-FUZZ_TARGETS ?= http1_request http1_response ws_c2u ws_u2c tls_server config cert_check pipeline proxy_protocol
+# Every target links the same library as the gateway (pipeline.c reads struct wsg_conn through the
+# private gateway/conn-int.h and calls the connection code in the archive): no per-target library.
+FUZZ_TARGETS ?= http1_request http1_response ws_c2u ws_u2c ws_diff tls_server config cert_check pipeline status_json psa_driver proxy_protocol
 FUZZ_ARGS ?=
 FUZZ_CC ?= clang-14
 FUZZ_SAN ?= fuzzer-no-link,address,undefined

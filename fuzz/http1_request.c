@@ -16,7 +16,7 @@
 
 #include "fuzz/fuzz.h"
 #include "fuzz/http_common.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "gateway/http1.h"
 
 static const struct wsg_http_limits lims[4] = {

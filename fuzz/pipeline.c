@@ -1,8 +1,9 @@
 /*
  * pipeline.c - libFuzzer target for a whole connection: a real TLS client (mbedTLS, in this file)
- * on one end of a socketpair, the gateway's connection state machine (gateway/conn.c, included
- * below so its statics and struct wsg_conn are reachable) on the other, and a real loopback TCP
- * upstream that this file accepts and plays. The input is a script: client bytes, upstream bytes,
+ * on one end of a socketpair, the gateway's connection state machine (gateway/conn*.c, linked from
+ * the library as the gateway links it; the private gateway/conn-int.h makes struct wsg_conn
+ * readable for the invariants) on the other, and a real loopback TCP upstream that this file
+ * accepts and plays. The input is a script: client bytes, upstream bytes,
  * reads, half-closes, drains and clock jumps interleaved as the input decides; after every step
  * the worker's libev loop runs until the connection is quiet, and the invariants are checked.
  *
@@ -54,16 +55,22 @@
  *     wrote.)
  * FUZZ_VERBOSE=1 prints the steps, the statuses and the frames each peer received.
  */
-#include "gateway/conn.c"
+#include "gateway/conn-int.h"
 
+#include <errno.h>
 #include <mbedtls/ssl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "fuzz/fuzz.h"
 #include "gateway/upstream.h"
 #include "policies/policy.h"
+#include "tls/tls.h"
 
 #define PL_BUFFER_SIZE (24 * 1024)
 #define PL_MAX_FRAME 4096
@@ -915,7 +922,7 @@ static void pl_op(struct pl *s, unsigned op, const uint8_t *d, size_t n)
     struct pl_up *u = pl_up_cur(s);
     if (fuzz_verbose())
         fprintf(stderr, "op %s %zu bytes (conn %s)\n", op_names[op], n,
-                pl_conn() ? state_names[pl_conn()->st] : "gone");
+                pl_conn() ? wsg_conn_state_names[pl_conn()->st] : "gone");
     switch (op) {
     case OP_CSEND:
         pl_client_write(s, d, n);
@@ -1054,7 +1061,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr,
                 "end: conn %s; client: status %d, %lu frames, close %d%s; upstream: %lu connections, "
                 "%u requests, %lu frames, close %d\n",
-                c ? state_names[c->st] : "gone", s->cm.status, s->cm.ws.frames, s->cm.ws.close_code,
+                c ? wsg_conn_state_names[c->st] : "gone", s->cm.status, s->cm.ws.frames, s->cm.ws.close_code,
                 s->ceof ? ", EOF" : "", s->accepted, s->nup ? s->up[s->nup - 1]->nreq : 0,
                 s->nup ? s->up[s->nup - 1]->ws.frames : 0, s->nup ? s->up[s->nup - 1]->ws.close_code : 0);
     }

@@ -286,3 +286,35 @@ log_level info
 }
 for name, text in CONFS.items():
     put("config", name, text)
+
+
+# ---- psa_driver: [op] then operands (fuzz/psa_driver.c) ----
+def hx(s):
+    return bytes.fromhex(s)
+
+
+ALICE = hx("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+BOB_PUB = hx("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+D_IUT = hx("7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534")
+Q_CAVS = hx("04700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287"
+            "db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac")
+D_6979 = hx("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721")
+PSA = {
+    "x25519-rfc7748": b"\x00" + ALICE + BOB_PUB,
+    "x25519-zero-peer": b"\x00" + ALICE + bytes(32),
+    "x25519-one-peer": b"\x00" + ALICE + b"\x01" + bytes(31),
+    "x25519-top-bit": b"\x00" + ALICE + BOB_PUB[:31] + bytes([BOB_PUB[31] | 0x80]),
+    "x25519-noncanonical": b"\x00" + ALICE + bytes([0xee]) + b"\xff" * 30 + b"\x7f",
+    "p256-cavs": b"\x01" + D_IUT + b"\x00" + Q_CAVS,
+    "p256-derived": b"\x01" + D_IUT + b"\x01" + D_6979,
+    "p256-off-curve": b"\x01" + D_IUT + b"\x00" + Q_CAVS[:64] + bytes([Q_CAVS[64] ^ 1]),
+    "p256-compressed": b"\x01" + D_IUT + b"\x00" + b"\x02" + Q_CAVS[1:33] + bytes(32),
+    "gcm128-intact": b"\x02" + bytes([0, 11, 6, 20, 0]) + bytes(range(16)) + bytes(12) + b"a" * 20 + b"hello world" * 5,
+    "gcm256-flip": b"\x02" + bytes([2, 15, 3, 0, 7]) + bytes(range(32)) + bytes(16) + b"x" * 100,
+    "gcm192-short-nonce-empty": b"\x02" + bytes([1, 0, 0, 64, 1]) + bytes(24) + b"\x01" + b"A" * 64,
+    "ecdsa-sha256": b"\x03" + D_6979 + b"\x00" + bytes(range(32)),
+    "ecdsa-sha384": b"\x03" + D_6979 + b"\x01" + bytes(range(48)),
+    "ecdsa-sha1": b"\x03" + D_IUT + b"\x04" + bytes(range(20)),
+}
+for name, blob in PSA.items():
+    put("psa_driver", name, blob)

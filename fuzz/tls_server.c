@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "fuzz/fuzz.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "tls/tls.h"
 
 static struct wsg_tls_store *store;

@@ -32,7 +32,7 @@
 
 #include "frames/ws.h"
 #include "fuzz/fuzz.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 /* ---- independent RFC 3629 validator (earliest rejection), not the one in frames/ ---- */
 

@@ -16,6 +16,7 @@
 
 #include "gateway/http1.h"
 #include "gateway/log.h"
+#include "gateway/status.h"
 
 #define ADMIN_HEAD_MAX 8192
 #define ADMIN_TIMEOUT 5.0
@@ -45,18 +46,24 @@ static void admin_close(struct ev_loop *loop, struct admin_conn *a)
     free(a);
 }
 
-static void respond(struct admin_conn *a, int status, const char *ctype, const char *body, size_t blen)
+static void respond_h(struct admin_conn *a, int status, const char *ctype, const char *extra,
+                      const char *body, size_t blen)
 {
-    size_t cap = blen + 256;
+    size_t cap = blen + 256 + strlen(extra);
     a->out = malloc(cap);
     if (a->out == NULL)
         return;
     int n = snprintf(a->out, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
-                     "Cache-Control: no-store\r\n\r\n",
-                     status, wsg_http_reason_phrase(status), ctype, blen);
+                     "Cache-Control: no-store\r\n%s\r\n",
+                     status, wsg_http_reason_phrase(status), ctype, blen, extra);
     memcpy(a->out + n, body, blen);
     a->out_len = (size_t)n + blen;
+}
+
+static void respond(struct admin_conn *a, int status, const char *ctype, const char *body, size_t blen)
+{
+    respond_h(a, status, ctype, "", body, blen);
 }
 
 static int target_is(const struct wsg_http_req *r, const char *path)
@@ -70,6 +77,37 @@ static int target_is(const struct wsg_http_req *r, const char *path)
 static int method_is(const struct wsg_http_req *r, const char *m)
 {
     return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+/* The page may run its inline script and fetch status.json from this listener, nothing else. */
+#define STATUS_PAGE_HEADERS                                                                                  \
+    "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "   \
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"     \
+    "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+
+/* /status.json: the metrics exposition converted (status.h), so it is the /metrics snapshot. */
+static void respond_status_json(struct admin_conn *a)
+{
+    char *text = NULL, *json = NULL;
+    size_t tlen = 0, jlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    if (f == NULL) {
+        respond(a, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    A.ops->metrics(f);
+    fclose(f);
+    FILE *j = open_memstream(&json, &jlen);
+    if (j == NULL) {
+        free(text);
+        respond(a, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    wsg_status_json(j, text, tlen);
+    fclose(j);
+    respond(a, 200, "application/json", json, jlen);
+    free(text);
+    free(json);
 }
 
 /* Runs an ops callback that prints into a memory stream and answers with what it printed. */
@@ -102,6 +140,11 @@ static void handle(struct admin_conn *a, const struct wsg_http_req *r)
         respond_stream(a, 200, "text/plain; version=0.0.4; charset=utf-8", ops->metrics);
     } else if (target_is(r, "/certs") && method_is(r, "GET")) {
         respond_stream(a, 200, "application/json", ops->certs);
+    } else if ((target_is(r, "/") || target_is(r, "/status")) && method_is(r, "GET")) {
+        respond_h(a, 200, "text/html; charset=utf-8", STATUS_PAGE_HEADERS, wsg_status_html,
+                  wsg_status_html_len);
+    } else if (target_is(r, "/status.json") && method_is(r, "GET")) {
+        respond_status_json(a);
     } else if (target_is(r, "/reload") && method_is(r, "POST")) {
         char err[WSG_ERRLEN], body[WSG_ERRLEN * 2 + 64];
         if (ops->reload(err) == 0) {
@@ -116,7 +159,8 @@ static void handle(struct admin_conn *a, const struct wsg_http_req *r)
         ops->drain();
         respond(a, 202, "text/plain", "draining\n", 9);
     } else if (target_is(r, "/healthz") || target_is(r, "/readyz") || target_is(r, "/metrics") ||
-               target_is(r, "/certs") || target_is(r, "/reload") || target_is(r, "/drain")) {
+               target_is(r, "/certs") || target_is(r, "/reload") || target_is(r, "/drain") ||
+               target_is(r, "/") || target_is(r, "/status") || target_is(r, "/status.json")) {
         respond(a, 405, "text/plain", "method not allowed\n", 19);
     } else {
         respond(a, 404, "text/plain", "not found\n", 10);

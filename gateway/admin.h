@@ -5,6 +5,8 @@
  *   GET  /healthz   200 "ok" while the process runs
  *   GET  /readyz    200 "ready", or 503 "draining"
  *   GET  /metrics   Prometheus text format (per-worker counters summed on scrape)
+ *   GET  /, /status the status page: one self-contained HTML page refreshing itself (status.h)
+ *   GET  /status.json  the /metrics exposition as JSON (what the status page shows)
  *   GET  /certs     JSON: served certificates and generations
  *   POST /reload    reload config and certificates: 200 {"ok":true,...} or 409 {"ok":false,"error":...}
  *   POST /drain     start draining: 202
@@ -15,7 +17,7 @@
 #include <ev.h>
 #include <stdio.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 
 struct wsg_admin_ops {
     /* Returns 0 or -1 with err (the reason the reload was refused). */

@@ -1,16 +1,19 @@
 /*
- * config.c - the settings table and everything derived from it (see config.h).
+ * config.c - the settings table and everything derived from it (see config.h): what each setting
+ * is, how its value is checked and where it is stored, the defaults, the final checks and the
+ * route inheritance, route matching, `--help` and the README reference.
  *
  * One row per setting (Redis's config table, nginx's FILE:LINE errors). The defaults, the file
- * parser, the command-line overrides, `--help` and the README reference all read this table;
- * adding a setting is adding a row (and its field in struct wsg_cfg).
+ * parser and the command-line overrides (config-file.c, through config-int.h), `--help` and the
+ * README reference all read this table; adding a setting is adding a row (and its field in
+ * struct wsg_cfg).
  *
  * wsg_cfg_set() is stateless: scalars are overwritten, repeatable settings append (their
  * defaults are empty lists). The loaders add the source rules: a scalar given twice in one file
  * is an error, and the first --NAME of a repeatable setting on the command line replaces the
  * list the file built.
  */
-#include "gateway/config.h"
+#include "gateway/config-int.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -23,54 +26,15 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define MAX_LINE 4096
 #define K 1024.0
 #define M (1024.0 * 1024.0)
 #define G (1024.0 * 1024.0 * 1024.0)
-
-enum type {
-    T_SIZE,     /* uint64_t or uint32_t (by field size): "512", "64k", "1m", "1g" */
-    T_DURATION, /* double seconds: "30", "500ms", "10s", "2m", "1h", "1.5s" */
-    T_UINT,     /* unsigned */
-    T_STRING,   /* char[] */
-    T_LISTEN,   /* repeatable "host:port", "[v6]:port", ":port" */
-    T_CERT,     /* repeatable path */
-    T_KEY,      /* repeatable path, pairs with the cert of the same rank */
-    T_UPSTREAM, /* repeatable "host:port [weight=N]" (also inside a route: the route's own list) */
-    T_RATE,     /* double per second: "10", "0.5" */
-    T_BYTERATE, /* double bytes per second, written as a size: "64k" */
-    T_ENUM,     /* one of choices, stored as its index (an enum) */
-    T_SWITCH,   /* on|off, a bit of struct wsg_dir_policy (off = which bit) */
-    T_PLIST,    /* repeatable space-separated list in struct wsg_policy (origins, subprotocols) */
-};
-
-/* Where a row's value lives. */
-enum where {
-    W_CFG, /* struct wsg_cfg at off (a route-allowed W_CFG row: struct wsg_policy at alt inside a route) */
-    W_POL, /* struct wsg_policy at off: the global one, or the route's */
-    W_DIR, /* struct wsg_dir_policy at off, for each direction in dirs (at top level also
-            * struct wsg_cfg at alt when alt != 0: the transitional max_frame/max_message) */
-};
 
 #define DIR_C2U 1u
 #define DIR_U2C 2u
 #define DIR_BOTH 3u
 
 enum { SW_TEXT, SW_BINARY, SW_UTF8 }; /* T_SWITCH bits */
-
-struct setting {
-    const char *name;
-    enum type type;
-    double min, max; /* bounds for numbers (bytes, seconds or units) */
-    const char *def; /* default as text, parsed like a file value; NULL: none (empty list) */
-    enum where where;
-    unsigned route;      /* 1: also allowed inside route blocks */
-    unsigned dirs;       /* W_DIR: DIR_C2U and/or DIR_U2C */
-    size_t off, size;    /* where (see enum where), and the field's size */
-    size_t alt;          /* see enum where; 0 = none */
-    const char *choices; /* space-separated allowed values, or NULL */
-    const char *help;
-};
 
 /* clang-format off */
 #define FIELD(f) W_CFG, 0, 0, offsetof(struct wsg_cfg, f), sizeof(((struct wsg_cfg *)0)->f), 0
@@ -217,8 +181,8 @@ static const struct setting settings[] = {
      "by watch_certs; refused when readable by group or others (key_permissions); empty = per-process "
      "random keys"},
     {"tls_cipher_order", T_ENUM, 0, 0, "server", FIELD(tls_cipher_order), "server client",
-     "TLS 1.3 suite choice: server = ChaCha20-Poly1305 whenever the client offers it (the fastest "
-     "in mbedTLS here), else the client's order; client = the client's first supported suite"},
+     "TLS 1.3 suite choice: server = AES-128-GCM whenever the client offers it (the fastest in "
+     "this build), else the client's order; client = the client's first supported suite"},
     {"access_log", T_STRING, 0, 0, "stderr", FIELD(access_log), NULL,
      "where JSON access-log lines go: stderr, off or a file path"},
     {"log_level", T_STRING, 0, 0, "notice", FIELD(log_level), "error warn notice info debug",
@@ -242,10 +206,11 @@ static const struct setting settings[] = {
 /* clang-format on */
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+_Static_assert(NSETTINGS <= WSG_CFG_MAX_ROWS, "more settings than struct wsg_cfg_route.set has bits");
 
 /* ---- small text helpers ---- */
 
-static int is_space(char ch)
+int wsg_cfg_is_space(char ch)
 {
     return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
 }
@@ -253,10 +218,10 @@ static int is_space(char ch)
 /* Copies s without its leading/trailing whitespace into out (size n); -1 if it does not fit. */
 static int trim_copy(const char *s, char *out, size_t n)
 {
-    while (is_space(*s))
+    while (wsg_cfg_is_space(*s))
         s++;
     size_t len = strlen(s);
-    while (len > 0 && is_space(s[len - 1]))
+    while (len > 0 && wsg_cfg_is_space(s[len - 1]))
         len--;
     if (len >= n)
         return -1;
@@ -265,7 +230,7 @@ static int trim_copy(const char *s, char *out, size_t n)
     return 0;
 }
 
-static const struct setting *find(const char *name)
+const struct setting *wsg_cfg_find(const char *name)
 {
     for (size_t i = 0; i < NSETTINGS; i++)
         if (strcmp(settings[i].name, name) == 0)
@@ -314,10 +279,7 @@ static const char *suggest(const char *name)
 }
 
 /* "FILE:LINE: NAME: " for a file, "--NAME: " for the command line (line 0). */
-static void fail(char err[WSG_ERRLEN], const char *file, int line, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void fail(char err[WSG_ERRLEN], const char *file, int line, const char *name, const char *fmt, ...)
+void wsg_cfg_fail(char err[WSG_ERRLEN], const char *file, int line, const char *name, const char *fmt, ...)
 {
     int n;
     if (line > 0)
@@ -558,7 +520,7 @@ static struct wsg_policy *policy_of(struct wsg_cfg *c, struct wsg_cfg_route *r)
     return r != NULL ? &r->policy : &c->policy;
 }
 
-static size_t row_of(const struct setting *st)
+size_t wsg_cfg_row_index(const struct setting *st)
 {
     return (size_t)(st - settings);
 }
@@ -573,7 +535,7 @@ static char *list_slot(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct 
                        unsigned *cap, size_t *elsize)
 {
     static unsigned none;
-    *count = &none, *cap = 0, *elsize = 1; /* not a list: callers check is_list() first */
+    *count = &none, *cap = 0, *elsize = 1; /* not a list: callers check wsg_cfg_is_list() first */
     switch (st->type) {
     case T_LISTEN:
         *count = &c->nlisten, *cap = WSG_CFG_MAX_LISTEN, *elsize = sizeof(c->listen[0]);
@@ -604,13 +566,13 @@ static char *list_slot(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct 
     return (char *)c + st->off;
 }
 
-static int is_list(const struct setting *st)
+int wsg_cfg_is_list(const struct setting *st)
 {
     return st->type == T_LISTEN || st->type == T_CERT || st->type == T_KEY || st->type == T_UPSTREAM ||
            st->type == T_PLIST;
 }
 
-static void clear_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st)
+void wsg_cfg_clear_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st)
 {
     unsigned *count, cap;
     size_t elsize;
@@ -796,11 +758,11 @@ static void unquote(char *v)
 }
 
 /* Splits v in place on spaces and tabs; at most max words. Returns the count, or max + 1. */
-static size_t split_words(char *v, char **words, size_t max)
+size_t wsg_cfg_split_words(char *v, char **words, size_t max)
 {
     size_t n = 0;
     while (*v != '\0') {
-        while (is_space(*v))
+        while (wsg_cfg_is_space(*v))
             v++;
         if (*v == '\0')
             break;
@@ -820,28 +782,28 @@ static int add_words(char *base, unsigned *count, unsigned cap, size_t elsize, c
                      char err[WSG_ERRLEN])
 {
     char *words[WSG_POLICY_MAX_LIST + 1];
-    size_t n = split_words(v, words, WSG_POLICY_MAX_LIST);
+    size_t n = wsg_cfg_split_words(v, words, WSG_POLICY_MAX_LIST);
     if (*count + n > cap) {
-        fail(err, file, line, name, "more than %u values", cap);
+        wsg_cfg_fail(err, file, line, name, "more than %u values", cap);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         if (strlen(words[i]) >= elsize) {
-            fail(err, file, line, name, "\"%s\" is longer than %zu bytes", words[i], elsize - 1);
+            wsg_cfg_fail(err, file, line, name, "\"%s\" is longer than %zu bytes", words[i], elsize - 1);
             return -1;
         }
         if (!ok(words[i])) {
-            fail(err, file, line, name, "\"%s\" is not %s", words[i], what);
+            wsg_cfg_fail(err, file, line, name, "\"%s\" is not %s", words[i], what);
             return -1;
         }
         for (unsigned j = 0; j < *count; j++)
             if (strcasecmp(base + (size_t)j * elsize, words[i]) == 0) {
-                fail(err, file, line, name, "\"%s\" is given twice", words[i]);
+                wsg_cfg_fail(err, file, line, name, "\"%s\" is given twice", words[i]);
                 return -1;
             }
         for (size_t j = 0; j < i; j++)
             if (strcasecmp(words[j], words[i]) == 0) {
-                fail(err, file, line, name, "\"%s\" is given twice", words[i]);
+                wsg_cfg_fail(err, file, line, name, "\"%s\" is given twice", words[i]);
                 return -1;
             }
     }
@@ -869,18 +831,18 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
                          file, line, st->name, err);
     }
     if (*count >= cap) {
-        fail(err, file, line, st->name, "more than %u values", cap);
+        wsg_cfg_fail(err, file, line, st->name, "more than %u values", cap);
         return -1;
     }
     char *slot = base + (size_t)*count * elsize;
     if (st->type == T_CERT || st->type == T_KEY) {
         unquote(v);
         if (v[0] == '\0') {
-            fail(err, file, line, st->name, "missing value");
+            wsg_cfg_fail(err, file, line, st->name, "missing value");
             return -1;
         }
         if (strlen(v) >= elsize) {
-            fail(err, file, line, st->name, "path is longer than %zu bytes", elsize - 1);
+            wsg_cfg_fail(err, file, line, st->name, "path is longer than %zu bytes", elsize - 1);
             return -1;
         }
         strcpy(slot, v);
@@ -892,14 +854,15 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
         snprintf(whole, sizeof(whole), "%s", v);
         if (*opt != '\0') {
             *opt++ = '\0';
-            while (is_space(*opt))
+            while (wsg_cfg_is_space(*opt))
                 opt++;
             size_t ol = strlen(opt);
-            while (ol > 0 && is_space(opt[ol - 1]))
+            while (ol > 0 && wsg_cfg_is_space(opt[ol - 1]))
                 opt[--ol] = '\0';
             if (strcmp(opt, "proxy_protocol") != 0) {
-                fail(err, file, line, st->name,
-                     "\"%s\" has \"%s\" after the address (the only option is proxy_protocol)", whole, opt);
+                wsg_cfg_fail(err, file, line, st->name,
+                             "\"%s\" has \"%s\" after the address (the only option is proxy_protocol)", whole,
+                             opt);
                 return -1;
             }
             proxy = 1;
@@ -907,12 +870,12 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
         c->listen_proxy[*count] = (unsigned char)proxy;
         const char *why = strlen(v) >= elsize ? "is too long" : check_hostport(v, 1);
         if (why != NULL) {
-            fail(err, file, line, st->name, "\"%s\" %s", v, why);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" %s", v, why);
             return -1;
         }
         for (unsigned i = 0; i < *count; i++)
             if (strcmp(base + (size_t)i * elsize, v) == 0) {
-                fail(err, file, line, st->name, "\"%s\" is given twice", v);
+                wsg_cfg_fail(err, file, line, st->name, "\"%s\" is given twice", v);
                 return -1;
             }
         strcpy(slot, v);
@@ -921,11 +884,11 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
         char *rest = v + strcspn(v, " \t");
         if (*rest != '\0')
             *rest++ = '\0';
-        while (is_space(*rest))
+        while (wsg_cfg_is_space(*rest))
             rest++;
         const char *why = strlen(v) >= sizeof(up->addr) ? "is too long" : check_hostport(v, 0);
         if (why != NULL) {
-            fail(err, file, line, st->name, "\"%s\" %s", v, why);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" %s", v, why);
             return -1;
         }
         uint64_t weight = 1;
@@ -934,21 +897,21 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
             rest += strcspn(rest, " \t");
             if (*rest != '\0')
                 *rest++ = '\0';
-            while (is_space(*rest))
+            while (wsg_cfg_is_space(*rest))
                 rest++;
             if (strncmp(tok, "weight=", 7) != 0) {
-                fail(err, file, line, st->name, "unexpected \"%s\" (expected weight=N)", tok);
+                wsg_cfg_fail(err, file, line, st->name, "unexpected \"%s\" (expected weight=N)", tok);
                 return -1;
             }
             if (parse_uint(tok + 7, &weight) != 0 || weight < 1 || weight > 100) {
-                fail(err, file, line, st->name, "\"%s\" is not a weight (1-100)", tok);
+                wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a weight (1-100)", tok);
                 return -1;
             }
         }
         struct wsg_cfg_upstream *all = (struct wsg_cfg_upstream *)(void *)base;
         for (unsigned i = 0; i < *count; i++)
             if (strcmp(all[i].addr, v) == 0) {
-                fail(err, file, line, st->name, "\"%s\" is given twice", v);
+                wsg_cfg_fail(err, file, line, st->name, "\"%s\" is given twice", v);
                 return -1;
             }
         strcpy(up->addr, v);
@@ -969,15 +932,15 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
         char *field = (char *)c + st->off;
         unquote(v);
         if (v[0] == '\0') {
-            fail(err, file, line, st->name, "missing value");
+            wsg_cfg_fail(err, file, line, st->name, "missing value");
             return -1;
         }
         if (st->choices != NULL && !in_choices(st->choices, v)) {
-            fail(err, file, line, st->name, "\"%s\" is not one of: %s", v, st->choices);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not one of: %s", v, st->choices);
             return -1;
         }
         if (strlen(v) >= st->size) {
-            fail(err, file, line, st->name, "value is longer than %zu bytes", st->size - 1);
+            wsg_cfg_fail(err, file, line, st->name, "value is longer than %zu bytes", st->size - 1);
             return -1;
         }
         strcpy(field, v);
@@ -986,7 +949,7 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
     case T_ENUM:
     case T_SWITCH: {
         if (!in_choices(st->choices, v)) {
-            fail(err, file, line, st->name, "\"%s\" is not one of: %s", v, st->choices);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not one of: %s", v, st->choices);
             return -1;
         }
         /* the index among the choices: "on off" -> on is 0, so switches store 1 for "on" */
@@ -1001,7 +964,7 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
     case T_BYTERATE: {
         uint64_t b;
         if (wsg_parse_size(v, &b) != 0) {
-            fail(err, file, line, st->name, "\"%s\" is not a size (e.g. 64k, 1m)", v);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a size (e.g. 64k, 1m)", v);
             return -1;
         }
         num = (double)b;
@@ -1009,20 +972,20 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
     }
     case T_DURATION:
         if (wsg_parse_duration(v, &num) != 0) {
-            fail(err, file, line, st->name, "\"%s\" is not a duration (e.g. 500ms, 10s, 2m)", v);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a duration (e.g. 500ms, 10s, 2m)", v);
             return -1;
         }
         break;
     case T_RATE:
         if (parse_decimal(v, &num) != 0) {
-            fail(err, file, line, st->name, "\"%s\" is not a number (e.g. 10, 0.5)", v);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a number (e.g. 10, 0.5)", v);
             return -1;
         }
         break;
     case T_UINT: {
         uint64_t u;
         if (parse_uint(v, &u) != 0) {
-            fail(err, file, line, st->name, "\"%s\" is not a number", v);
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a number", v);
             return -1;
         }
         num = (double)u;
@@ -1036,18 +999,18 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
         char canon[32];
         format_value(st, num, canon, sizeof(canon));
         if (!in_choices(st->choices, canon)) {
-            fail(err, file, line, st->name, "%s is not one of: %s", v, st->choices);
+            wsg_cfg_fail(err, file, line, st->name, "%s is not one of: %s", v, st->choices);
             return -1;
         }
     }
     if (num < st->min) {
         format_value(st, st->min, lim, sizeof(lim));
-        fail(err, file, line, st->name, "%s is below the minimum %s", v, lim);
+        wsg_cfg_fail(err, file, line, st->name, "%s is below the minimum %s", v, lim);
         return -1;
     }
     if (num > st->max) {
         format_value(st, st->max, lim, sizeof(lim));
-        fail(err, file, line, st->name, "%s is above the maximum %s", v, lim);
+        wsg_cfg_fail(err, file, line, st->name, "%s is above the maximum %s", v, lim);
         return -1;
     }
     store(c, r, st, num);
@@ -1055,21 +1018,22 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
 }
 
 /* Applies one setting at top level (r NULL) or inside route block r (which it marks as set). */
-static int apply(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, const char *value,
-                 const char *file, int line, char err[WSG_ERRLEN])
+int wsg_cfg_apply(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, const char *value,
+                  const char *file, int line, char err[WSG_ERRLEN])
 {
     char v[MAX_LINE + 1];
     if (value == NULL || trim_copy(value, v, sizeof(v)) != 0) {
-        fail(err, file, line, st->name, value == NULL ? "missing value" : "value is too long");
+        wsg_cfg_fail(err, file, line, st->name, value == NULL ? "missing value" : "value is too long");
         return -1;
     }
     if (v[0] == '\0') {
-        fail(err, file, line, st->name, "missing value");
+        wsg_cfg_fail(err, file, line, st->name, "missing value");
         return -1;
     }
-    int rc = is_list(st) ? set_list(c, r, st, v, file, line, err) : set_scalar(c, r, st, v, file, line, err);
+    int rc = wsg_cfg_is_list(st) ? set_list(c, r, st, v, file, line, err)
+                                 : set_scalar(c, r, st, v, file, line, err);
     if (rc == 0 && r != NULL) {
-        size_t row = row_of(st);
+        size_t row = wsg_cfg_row_index(st);
         r->set[row / 64] |= 1ull << (row % 64);
         if (st->where == W_CFG && st->type != T_UPSTREAM)
             r->header_line = line;
@@ -1086,7 +1050,7 @@ void wsg_cfg_defaults(struct wsg_cfg *c)
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (settings[i].def == NULL)
             continue;
-        int rc = apply(c, NULL, &settings[i], settings[i].def, "(defaults)", 1, err);
+        int rc = wsg_cfg_apply(c, NULL, &settings[i], settings[i].def, "(defaults)", 1, err);
         if (rc != 0) { /* a broken table row: caught by the unit tests */
             fprintf(stderr, "wsgate: bad default: %s\n", err);
             abort();
@@ -1097,7 +1061,7 @@ void wsg_cfg_defaults(struct wsg_cfg *c)
     c->max_message = c->policy.u2c.max_message;
 }
 
-static void unknown(char err[WSG_ERRLEN], const char *file, int line, const char *name)
+void wsg_cfg_unknown(char err[WSG_ERRLEN], const char *file, int line, const char *name)
 {
     const char *near = suggest(name);
     const char *dash = line > 0 ? "" : "--";
@@ -1110,76 +1074,21 @@ static void unknown(char err[WSG_ERRLEN], const char *file, int line, const char
 int wsg_cfg_set(struct wsg_cfg *c, const char *name, const char *value, const char *file, int line,
                 char err[WSG_ERRLEN])
 {
-    const struct setting *st = find(name);
+    const struct setting *st = wsg_cfg_find(name);
     if (st == NULL) {
-        unknown(err, file, line, name);
+        wsg_cfg_unknown(err, file, line, name);
         return -1;
     }
-    return apply(c, NULL, st, value, file, line, err);
-}
-
-static int route_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= sizeof(((struct wsg_cfg_route *)0)->name))
-        return 0;
-    for (; *s != '\0'; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
-            return 0;
-    return 1;
-}
-
-/* "route NAME {": opens block *rp. */
-static int route_open(struct wsg_cfg *c, char *value, const char *path, int line, struct wsg_cfg_route **rp,
-                      char err[WSG_ERRLEN])
-{
-    char *words[3];
-    size_t n = split_words(value, words, 2);
-    if (n == 2 && strcmp(words[1], "{") != 0 && strlen(words[0]) > 0) {
-        n = 0;
-    } else if (n == 1 && strlen(words[0]) > 1 && words[0][strlen(words[0]) - 1] == '{') {
-        words[0][strlen(words[0]) - 1] = '\0'; /* "route chat{" */
-        n = 2;
-    }
-    if (n != 2) {
-        snprintf(err, WSG_ERRLEN, "%s:%d: route: expected \"route NAME {\"", path, line);
-        return -1;
-    }
-    const char *name = words[0];
-    if (!route_name_ok(name)) {
-        snprintf(err, WSG_ERRLEN,
-                 "%s:%d: route: \"%.64s\" is not a route name (letters, digits, _ - .; up to 63)", path, line,
-                 name);
-        return -1;
-    }
-    for (unsigned i = 0; i < c->nroutes; i++)
-        if (strcmp(c->routes[i].name, name) == 0) {
-            snprintf(err, WSG_ERRLEN, "%s:%d: route %s: duplicate route name (first defined on line %d)",
-                     path, line, name, c->routes[i].line);
-            return -1;
-        }
-    if (c->nroutes >= WSG_CFG_MAX_ROUTES) {
-        snprintf(err, WSG_ERRLEN, "%s:%d: route %s: more than %d routes", path, line, name,
-                 WSG_CFG_MAX_ROUTES);
-        return -1;
-    }
-    struct wsg_cfg_route *r = &c->routes[c->nroutes++];
-    memset(r, 0, sizeof(*r));
-    strcpy(r->name, name);
-    strcpy(r->path, "/");
-    snprintf(r->file, sizeof(r->file), "%s", path);
-    r->line = line;
-    *rp = r;
-    return 0;
+    return wsg_cfg_apply(c, NULL, st, value, file, line, err);
 }
 
 /* host / path, the two route-only lines. */
-static int route_match_line(struct wsg_cfg_route *r, const char *name, char *value, const char *file,
-                            int line, int *path_line, char err[WSG_ERRLEN])
+int wsg_cfg_route_line(struct wsg_cfg_route *r, const char *name, char *value, const char *file, int line,
+                       int *path_line, char err[WSG_ERRLEN])
 {
     char v[MAX_LINE + 1];
     if (trim_copy(value, v, sizeof(v)) != 0 || v[0] == '\0') {
-        fail(err, file, line, name, "missing value");
+        wsg_cfg_fail(err, file, line, name, "missing value");
         return -1;
     }
     if (strcmp(name, "host") == 0)
@@ -1187,210 +1096,20 @@ static int route_match_line(struct wsg_cfg_route *r, const char *name, char *val
                          host_ok, "a host name or pattern (e.g. chat.example.com, *.example.com)", file, line,
                          name, err);
     if (*path_line != 0) {
-        fail(err, file, line, name, "is duplicate (first set on line %d)", *path_line);
+        wsg_cfg_fail(err, file, line, name, "is duplicate (first set on line %d)", *path_line);
         return -1;
     }
     unquote(v);
     if (v[0] != '/' || strpbrk(v, " \t") != NULL) {
-        fail(err, file, line, name, "\"%s\" is not a path prefix (starts with /)", v);
+        wsg_cfg_fail(err, file, line, name, "\"%s\" is not a path prefix (starts with /)", v);
         return -1;
     }
     if (strlen(v) >= sizeof(r->path)) {
-        fail(err, file, line, name, "value is longer than %zu bytes", sizeof(r->path) - 1);
+        wsg_cfg_fail(err, file, line, name, "value is longer than %zu bytes", sizeof(r->path) - 1);
         return -1;
     }
     strcpy(r->path, v);
     *path_line = line;
-    return 0;
-}
-
-int wsg_cfg_load_file(struct wsg_cfg *c, const char *path, char err[WSG_ERRLEN])
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, WSG_ERRLEN, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    int first_line[NSETTINGS] = {0};
-    int route_line[NSETTINGS] = {0}; /* the same, inside the open route block */
-    int path_line = 0;
-    struct wsg_cfg_route *r = NULL; /* the open route block */
-    char *buf = NULL;
-    size_t bufcap = 0;
-    ssize_t got;
-    int line = 0, rc = 0;
-
-    while ((got = getline(&buf, &bufcap, f)) >= 0) {
-        line++;
-        size_t len = (size_t)got;
-        if (len > 0 && buf[len - 1] == '\n')
-            len--;
-        if (len > 0 && buf[len - 1] == '\r')
-            len--;
-        buf[len] = '\0';
-        if (len > MAX_LINE) {
-            snprintf(err, WSG_ERRLEN, "%s:%d: line is longer than %d bytes", path, line, MAX_LINE);
-            rc = -1;
-            break;
-        }
-        if (strlen(buf) != len) {
-            snprintf(err, WSG_ERRLEN, "%s:%d: line contains a NUL byte", path, line);
-            rc = -1;
-            break;
-        }
-        char *s = buf;
-        if (line == 1 && (unsigned char)s[0] == 0xef && (unsigned char)s[1] == 0xbb &&
-            (unsigned char)s[2] == 0xbf)
-            s += 3; /* UTF-8 byte order mark */
-        /* '#' at the start or after whitespace starts a comment */
-        for (char *p = s; *p != '\0'; p++)
-            if (*p == '#' && (p == s || is_space(p[-1]))) {
-                *p = '\0';
-                break;
-            }
-        while (is_space(*s))
-            s++;
-        len = strlen(s);
-        while (len > 0 && is_space(s[len - 1]))
-            len--;
-        if (len > 0 && s[len - 1] == ';') { /* nginx habit */
-            len--;
-            while (len > 0 && is_space(s[len - 1]))
-                len--;
-        }
-        s[len] = '\0';
-        if (len == 0)
-            continue;
-
-        char *value = s + strcspn(s, " \t");
-        if (*value != '\0')
-            *value++ = '\0';
-
-        /* route blocks */
-        if (strcmp(s, "route") == 0) {
-            if (r != NULL) {
-                snprintf(err, WSG_ERRLEN,
-                         "%s:%d: route: nested route blocks are not allowed (route %s opened on line %d)",
-                         path, line, r->name, r->line);
-                rc = -1;
-                break;
-            }
-            if (route_open(c, value, path, line, &r, err) != 0) {
-                rc = -1;
-                break;
-            }
-            memset(route_line, 0, sizeof(route_line));
-            path_line = 0;
-            continue;
-        }
-        if (strcmp(s, "}") == 0) {
-            if (r == NULL || value[strspn(value, " \t")] != '\0') {
-                snprintf(err, WSG_ERRLEN, "%s:%d: unexpected \"}\"%s", path, line,
-                         r == NULL ? " (no route block is open)"
-                                   : " (a line of its own closes a route block)");
-                rc = -1;
-                break;
-            }
-            r = NULL;
-            continue;
-        }
-        if (strcmp(s, "host") == 0 || strcmp(s, "path") == 0) {
-            if (r == NULL) {
-                snprintf(err, WSG_ERRLEN, "%s:%d: %s: only allowed inside a route block", path, line, s);
-                rc = -1;
-                break;
-            }
-            if (route_match_line(r, s, value, path, line, &path_line, err) != 0) {
-                rc = -1;
-                break;
-            }
-            continue;
-        }
-
-        const struct setting *st = find(s);
-        if (st == NULL) {
-            unknown(err, path, line, s);
-            rc = -1;
-            break;
-        }
-        if (r != NULL && !st->route && st->type != T_UPSTREAM) {
-            snprintf(err, WSG_ERRLEN, "%s:%d: %s: not allowed inside a route block", path, line, st->name);
-            rc = -1;
-            break;
-        }
-        size_t row = row_of(st);
-        int *seen = r != NULL ? route_line : first_line;
-        if (!is_list(st) && seen[row] != 0) {
-            fail(err, path, line, st->name, "is duplicate (first set on line %d)", seen[row]);
-            rc = -1;
-            break;
-        }
-        if (apply(c, r, st, value, path, line, err) != 0) {
-            rc = -1;
-            break;
-        }
-        seen[row] = line;
-    }
-    if (rc == 0 && ferror(f)) {
-        snprintf(err, WSG_ERRLEN, "%s: cannot read: %s", path, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && r != NULL) {
-        snprintf(err, WSG_ERRLEN, "%s:%d: route %s: unclosed block (opened on line %d)", path, line, r->name,
-                 r->line);
-        rc = -1;
-    }
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
-int wsg_cfg_load_args(struct wsg_cfg *c, int argc, char **argv, char err[WSG_ERRLEN])
-{
-    int seen[NSETTINGS] = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-c") == 0) {
-            i++; /* -c FILE: main's */
-            continue;
-        }
-        if (strncmp(a, "-c", 2) == 0 || strcmp(a, "-t") == 0 || strcmp(a, "-h") == 0 ||
-            strcmp(a, "--help") == 0)
-            continue;
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-            snprintf(err, WSG_ERRLEN, "unexpected argument \"%.200s\" (settings are --NAME VALUE)", a);
-            return -1;
-        }
-        char name[64];
-        const char *eq = strchr(a + 2, '=');
-        size_t nl = eq != NULL ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (nl >= sizeof(name)) {
-            snprintf(err, WSG_ERRLEN, "unknown option \"%.200s\"", a);
-            return -1;
-        }
-        memcpy(name, a + 2, nl);
-        name[nl] = '\0';
-        const struct setting *st = find(name);
-        if (st == NULL) {
-            unknown(err, "--", 0, name);
-            return -1;
-        }
-        const char *value;
-        if (eq != NULL) {
-            value = eq + 1;
-        } else if (i + 1 < argc) {
-            value = argv[++i];
-        } else {
-            fail(err, "--", 0, st->name, "missing value");
-            return -1;
-        }
-        size_t row = row_of(st);
-        if (is_list(st) && !seen[row])
-            clear_list(c, NULL, st); /* the command line replaces the file's list */
-        seen[row] = 1;
-        if (apply(c, NULL, st, value, "--", 0, err) != 0)
-            return -1;
-    }
     return 0;
 }
 
@@ -1445,7 +1164,7 @@ int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
     for (unsigned i = 0; i < c->nroutes; i++) {
         struct wsg_cfg_route *r = &c->routes[i];
         if (r->header_line != 0 && r->policy.max_header_size > c->max_header_size) {
-            const struct setting *st = find("max_header_size");
+            const struct setting *st = wsg_cfg_find("max_header_size");
             char mine[32], global[32];
             format_value(st, r->policy.max_header_size, mine, sizeof(mine));
             format_value(st, c->max_header_size, global, sizeof(global));
@@ -1606,4 +1325,28 @@ void wsg_cfg_markdown(FILE *out)
                 st->def ? "`" : "", st->def ? st->def : "", st->def ? "`" : "",
                 route_allowed(st) ? "top, route" : "top", st->help, bounds);
     }
+}
+
+/* A generator's view of one row: the same words --help and --help-markdown print. */
+int wsg_cfg_row(size_t i, struct wsg_cfg_row *row)
+{
+    if (i >= NSETTINGS)
+        return -1;
+    const struct setting *st = &settings[i];
+    *row = (struct wsg_cfg_row){.name = st->name,
+                                .type = type_name(st->type),
+                                .metavar = metavar(st->type),
+                                .def = st->def,
+                                .help = st->help,
+                                .route = route_allowed(st)};
+    if (st->choices != NULL) {
+        snprintf(row->bounds, sizeof(row->bounds), " (one of: %s)", st->choices);
+    } else if (st->type == T_SIZE || st->type == T_DURATION || st->type == T_UINT || st->type == T_RATE ||
+               st->type == T_BYTERATE) {
+        char lo[32], hi[32];
+        format_value(st, st->min, lo, sizeof(lo));
+        format_value(st, st->max, hi, sizeof(hi));
+        snprintf(row->bounds, sizeof(row->bounds), " (%s to %s)", lo, hi);
+    }
+    return 0;
 }

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 #include "gateway/proxyproto.h"
 #include "policies/policy.h"
 
@@ -142,6 +142,15 @@ uint32_t wsg_cfg_route_index(const struct wsg_cfg *c, const struct wsg_cfg_route
 void wsg_cfg_help(FILE *out);
 /* Prints the table as a Markdown reference (README). */
 void wsg_cfg_markdown(FILE *out);
+/* Row i of the settings table, for generators (the man page wsgate.conf(5), the commented
+ * example configuration): 0 and *row filled, or -1 past the last row. bounds is "" or
+ * " (one of: ...)" / " (LOW to HIGH)" as in wsg_cfg_markdown. */
+struct wsg_cfg_row {
+    const char *name, *type, *metavar, *def, *help; /* def: NULL when none (an empty list) */
+    int route;                                      /* also allowed inside route blocks */
+    char bounds[96];
+};
+int wsg_cfg_row(size_t i, struct wsg_cfg_row *row);
 
 /* Parsers shared with tests: "64k", "1m", "512" -> bytes; "10s", "500ms", "2m", "1h", "30" -> s. */
 int wsg_parse_size(const char *s, uint64_t *out);

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "frames/ws.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 #define DEFAULT_MAX_HEAD 8192
 #define DEFAULT_MAX_TARGET 8192

@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/buf-t.h"
-#include "gateway/err.h"
+#include "policies/base/buf-t.h"
+#include "policies/base/err.h"
 
 #define WSG_HTTP_MAX_HEADERS 100
 

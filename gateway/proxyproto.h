@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 
 #define WSG_PROXY_V1_MAX 107  /* "PROXY UNKNOWN ffff:...:ffff ffff:...:ffff 65535 65535\r\n" */
 #define WSG_PROXY_V2_FIXED 16 /* signature 12, version+command, family+transport, length 2 */

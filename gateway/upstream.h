@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 
 #define WSG_MAX_PEERS 64
 

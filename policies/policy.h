@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "gateway/err.h"
+#include "policies/base/err.h"
 
 /* ---- values (filled by gateway/config.c from the settings table) ---- */
 

@@ -38,10 +38,10 @@ struct wsg_tls_gen {
     unsigned number;
     struct wsg_tls_gen *prev, *next; /* the store's list of live generations, under st->lock */
     struct wsg_tls_store *st;
-    mbedtls_ssl_config conf;    /* every suite, mbedTLS's client-order rule in TLS 1.3 */
-    mbedtls_ssl_config conf_cc; /* TLS 1.3 ChaCha20-Poly1305 only: for clients that offer it */
-    int has_cc;                 /* conf_cc is set up (server cipher order) */
-    struct wsg_tls_cert *certs; /* certs[0] is the default */
+    mbedtls_ssl_config conf;      /* every suite, mbedTLS's client-order rule in TLS 1.3 */
+    mbedtls_ssl_config conf_fast; /* TLS 1.3 AES-128-GCM only: for clients that offer it */
+    int has_fast;                 /* conf_fast is set up (server cipher order) */
+    struct wsg_tls_cert *certs;   /* certs[0] is the default */
     size_t ncerts;
     struct wsg_tls_name *names;
     size_t nnames;

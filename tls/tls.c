@@ -27,7 +27,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/platform_util.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 struct wsg_tls {
     mbedtls_ssl_context ssl;
@@ -165,7 +165,7 @@ struct wsg_tls *wsg_tls_new(struct wsg_tls_store *st, struct wsg_buf *cin, struc
     return t;
 }
 
-#define TLS_CHACHA20_POLY1305_SHA256 0x1303
+#define TLS_AES_128_GCM_SHA256 0x1301
 
 int wsg_tls_hello_offers(const uint8_t *p, size_t len, uint16_t suite)
 {
@@ -202,20 +202,20 @@ int wsg_tls_hello_offers(const uint8_t *p, size_t len, uint16_t suite)
 }
 
 /* Binds the connection to its generation's configuration. With the server's cipher order, a
- * client that offers ChaCha20-Poly1305 gets the configuration whose only TLS 1.3 suite it is:
+ * client that offers AES-128-GCM gets the configuration whose only TLS 1.3 suite it is:
  * mbedTLS 3.6 picks the first suite of the client's list the server allows, so this is how the
  * server's preference wins. @return WSG_OK, WSG_AGAIN (ClientHello incomplete), WSG_ERR. */
 static int tls_setup(struct wsg_tls *t)
 {
     const mbedtls_ssl_config *conf = &t->gen->conf;
-    if (t->gen->has_cc) {
+    if (t->gen->has_fast) {
         uint32_t len;
         const uint8_t *p = wsg_buf_peek(t->cin, &len);
-        int r = wsg_tls_hello_offers(p, len, TLS_CHACHA20_POLY1305_SHA256);
+        int r = wsg_tls_hello_offers(p, len, TLS_AES_128_GCM_SHA256);
         if (r == WSG_AGAIN)
             return WSG_AGAIN;
         if (r == 1)
-            conf = &t->gen->conf_cc;
+            conf = &t->gen->conf_fast;
     }
     int ret = mbedtls_ssl_setup(&t->ssl, conf);
     if (ret != 0) {

@@ -14,8 +14,8 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "gateway/buf-t.h"
-#include "gateway/err.h"
+#include "policies/base/buf-t.h"
+#include "policies/base/err.h"
 
 struct wsg_tls_store; /* current generation + ticket keys + DRBG; shared by all workers */
 struct wsg_tls;       /* one client connection's TLS state; holds a generation reference */

@@ -35,8 +35,8 @@ test('TLS 1.3 negotiates', T, async () => {
   assert.match(n.cipher, /^TLS_(AES_128_GCM_SHA256|AES_256_GCM_SHA384|CHACHA20_POLY1305_SHA256)$/);
 });
 
-// tls_cipher_order server (the default): ChaCha20-Poly1305 whenever the client offers it, even
-// after AES (OpenSSL's default order starts with AES-256-GCM); AES when that is all it offers.
+// tls_cipher_order server (the default): AES-128-GCM whenever the client offers it, even last
+// (OpenSSL's default order starts with AES-256-GCM); without it, the client's first.
 // tls_cipher_order client: the client's first.
 test('TLS 1.3 suite: the server\'s order by default, the client\'s with tls_cipher_order client', T, async () => {
   const suite = async (port, extra) => {
@@ -45,10 +45,12 @@ test('TLS 1.3 suite: the server\'s order by default, the client\'s with tls_ciph
     assert.ok(n, `no handshake:\n${r.out}`);
     return n.cipher;
   };
-  assert.equal(await suite(gw.port, []), 'TLS_CHACHA20_POLY1305_SHA256');
+  assert.equal(await suite(gw.port, []), 'TLS_AES_128_GCM_SHA256');
+  assert.equal(await suite(gw.port, ['-ciphersuites', 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256']),
+    'TLS_AES_128_GCM_SHA256');
   assert.equal(await suite(gw.port, ['-ciphersuites', 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256']),
-    'TLS_CHACHA20_POLY1305_SHA256');
-  assert.equal(await suite(gw.port, ['-ciphersuites', 'TLS_AES_128_GCM_SHA256']), 'TLS_AES_128_GCM_SHA256');
+    'TLS_AES_256_GCM_SHA384');
+  assert.equal(await suite(gw.port, ['-ciphersuites', 'TLS_CHACHA20_POLY1305_SHA256']), 'TLS_CHACHA20_POLY1305_SHA256');
   const gwClient = await startGateway(['--upstream', echo.addr, '--tls_cipher_order', 'client']);
   assert.equal(await suite(gwClient.port, ['-ciphersuites', 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256']),
     'TLS_AES_256_GCM_SHA384');

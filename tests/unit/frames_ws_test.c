@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "frames/ws.h"
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 
 /* ---- growable byte string ---- */
 
@@ -1811,28 +1811,58 @@ static void test_pending_out(void **state)
     struct bytes in = {0};
     uint8_t payload[1000];
     fill_pattern(payload, sizeof(payload), 5);
-    put_frame(&in, 1, 0, 2, NULL, payload, sizeof(payload));
+
+    /* A control frame is decoded by wslay before it goes out: while the sink is full, its payload
+     * is held by the relay and counted. */
+    put_frame(&in, 1, 0, 9, NULL, payload, 125);
     h_init(&h, WSG_WS_U2C, NULL, FEED_WHOLE, SINK_ALL, 4096, 1);
     assert_int_equal(wsg_ws_relay_pending_out(h.r), 0);
     h.blocked = 1;
     assert_int_equal(wsg_buf_put(&h.src, in.p, in.len), in.len);
     assert_true(wsg_ws_relay_pump(h.r) > 0); /* took the frame from src, the sink took nothing */
     assert_int_equal(wsg_buf_len(&h.src), 0);
-    assert_int_equal(wsg_ws_relay_pending_out(h.r), 1000);
+    assert_int_equal(wsg_ws_relay_pending_out(h.r), 125);
     assert_int_equal(wsg_ws_relay_stats(h.r)->bytes_in, in.len);
     assert_int_equal(h.out.len, 0);
     h.blocked = 0;
     h.sink = SINK_ONE; /* a pump may stop after a byte: the count goes down as the sink takes */
-    size_t last = 1000;
+    size_t last = 125;
     while (wsg_ws_relay_pump(h.r) > 0) {
         size_t now = wsg_ws_relay_pending_out(h.r);
         assert_true(now <= last);
-        assert_int_equal(now, h.out.len <= 4 ? 1000 : in.len - h.out.len);
+        assert_int_equal(now, h.out.len <= 2 ? 125 : in.len - h.out.len);
         last = now;
     }
     assert_int_equal(wsg_ws_relay_pending_out(h.r), 0);
     assert_int_equal(h.out.len, in.len);
     assert_memory_equal(h.out.p, in.p, in.len);
+    h_fini(&h);
+    bytes_free(&in);
+
+    /* A data frame (fast path): once its header passed the gate the relay keeps the header, but
+     * its payload is never taken from src before the sink takes it: while the sink is full, src
+     * keeps all of it and nothing is pending; then src shrinks by exactly what the sink took. */
+    memset(&in, 0, sizeof(in));
+    put_frame(&in, 1, 0, 2, NULL, payload, sizeof(payload));
+    h_init(&h, WSG_WS_U2C, NULL, FEED_WHOLE, SINK_ALL, 4096, 1);
+    h.blocked = 1;
+    assert_int_equal(wsg_buf_put(&h.src, in.p, in.len), in.len);
+    assert_true(wsg_ws_relay_pump(h.r) > 0); /* took the 4-byte header */
+    assert_int_equal(wsg_buf_len(&h.src), 1000);
+    assert_int_equal(wsg_ws_relay_pending_out(h.r), 0);
+    assert_int_equal(wsg_ws_relay_stats(h.r)->bytes_in, 4);
+    assert_false(wsg_ws_relay_idle_out(h.r)); /* committed to the frame: gateway frames wait */
+    assert_int_equal(wsg_ws_relay_pump(h.r), 0);
+    h.blocked = 0;
+    h.sink = SINK_ONE;
+    while (wsg_ws_relay_pump(h.r) > 0) {
+        assert_int_equal(wsg_ws_relay_pending_out(h.r), 0);
+        assert_int_equal(wsg_buf_len(&h.src), h.out.len <= 4 ? 1000 : in.len - h.out.len);
+        assert_int_equal(wsg_ws_relay_stats(h.r)->bytes_in, h.out.len <= 4 ? 4 : h.out.len);
+    }
+    assert_int_equal(h.out.len, in.len);
+    assert_memory_equal(h.out.p, in.p, in.len);
+    assert_true(wsg_ws_relay_idle_out(h.r));
     h_fini(&h);
     bytes_free(&in);
 }

@@ -18,7 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "gateway/http1.h"
 
 static const struct wsg_http_limits lim_default = {8192, 1024, 100};

@@ -22,7 +22,7 @@
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
 
-#include "gateway/buf.h"
+#include "policies/base/buf.h"
 #include "tls/tls.h"
 
 #define BUFCAP (64u * 1024u)
@@ -1083,13 +1083,18 @@ static void test_cipher_order(void **state)
     static const int aes128_only[] = {MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0};
     static const int aes256_then_cc[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
                                          MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, 0};
-    /* server order: ChaCha20-Poly1305 whenever offered, wherever it is in the client's list */
-    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, NULL, "TLS1-3-CHACHA20-POLY1305-SHA256");
-    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, aes256_then_cc, "TLS1-3-CHACHA20-POLY1305-SHA256");
+    static const int cc_then_aes128[] = {MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+                                         MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0};
+    /* server order: AES-128-GCM whenever offered, wherever it is in the client's list */
+    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, NULL, "TLS1-3-AES-128-GCM-SHA256");
+    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, cc_then_aes128, "TLS1-3-AES-128-GCM-SHA256");
     expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, aes128_only, "TLS1-3-AES-128-GCM-SHA256");
-    expect_suite(WSG_TLS_ORDER_SERVER, TLS12_ONLY, NULL, "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256");
+    /* without AES-128-GCM in its list, the client's first */
+    expect_suite(WSG_TLS_ORDER_SERVER, ANY_VERSION, aes256_then_cc, "TLS1-3-AES-256-GCM-SHA384");
+    expect_suite(WSG_TLS_ORDER_SERVER, TLS12_ONLY, NULL, "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256");
     /* client order: the client's first */
     expect_suite(WSG_TLS_ORDER_CLIENT, ANY_VERSION, aes256_then_cc, "TLS1-3-AES-256-GCM-SHA384");
+    expect_suite(WSG_TLS_ORDER_CLIENT, ANY_VERSION, cc_then_aes128, "TLS1-3-CHACHA20-POLY1305-SHA256");
     expect_suite(WSG_TLS_ORDER_CLIENT, ANY_VERSION, aes128_only, "TLS1-3-AES-128-GCM-SHA256");
 }
 

@@ -851,7 +851,7 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
         char *opt = v + strcspn(v, " \t");
         int proxy = 0;
         char whole[256];
-        snprintf(whole, sizeof(whole), "%s", v);
+        snprintf(whole, sizeof(whole), "%.200s", v);
         if (*opt != '\0') {
             *opt++ = '\0';
             while (wsg_cfg_is_space(*opt))

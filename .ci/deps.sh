@@ -18,7 +18,7 @@ need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev patch bzip2 xz-
     python3-jsonschema)
 case $what in
 run) need_pkgs+=(nodejs) ;;
-test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh man-db groff-base prometheus dpkg-dev debhelper lintian) ;;
+test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh man-db groff-base prometheus dpkg-dev debhelper lintian haproxy) ;;
 bench) need_pkgs+=(libcmocka-dev nginx-light haproxy openssl) ;;
 esac
 

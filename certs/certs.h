@@ -180,4 +180,16 @@ int wsg_certs_status(const char *admin, int json, unsigned warn_days, int timeou
 /* The status subcommand: argv[0] is "status". @return an exit code. */
 int wsg_certs_status_main(int argc, char **argv, FILE *out, FILE *err);
 
+/* ---- tickets.c ---- */
+
+/**
+ * Rotates a ticket_key_file: a fresh key first, then the key that was first (if any); older keys
+ * are dropped. Written atomically, mode 0600. An existing file that is not a valid key file is
+ * left alone. Prints one line to out (may be NULL).
+ * @return 0, or -1 with err.
+ */
+int wsg_certs_tickets_new(const char *path, FILE *out, char err[WSG_ERRLEN]);
+/* The tickets subcommand: argv[0] is "tickets". @return an exit code. */
+int wsg_certs_tickets_main(int argc, char **argv, FILE *out, FILE *err);
+
 #endif

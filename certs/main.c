@@ -20,6 +20,7 @@ static const struct command commands[] = {
      "install a new pair into a running gateway, verify, roll back on failure"},
     {"status", wsg_certs_status_main,
      "what a running gateway serves: names, fingerprints, expiry, generations"},
+    {"tickets", wsg_certs_tickets_main, "tickets new FILE: rotate a shared session ticket key file"},
 };
 
 static void usage(FILE *out)

@@ -210,7 +210,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     pl_sh.rt = pl_runtime(cfg);
     static const char *const names[] = {"localhost", "127.0.0.1"};
-    struct wsg_tls_settings ts = {NULL, 0, names, 2, 0, WSG_TLS_ORDER_SERVER};
+    struct wsg_tls_settings ts = {NULL, 0, names, 2, 0, WSG_TLS_ORDER_SERVER, NULL};
     if (wsg_tls_store_new(&pl_sh.tls, &ts, err) != 0)
         pl_die("TLS store", err);
     if ((pl_sh.ipt = wsg_iptable_new(cfg->ip_table_size, cfg->ip_table_shards)) == NULL)

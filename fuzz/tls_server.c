@@ -67,7 +67,7 @@ static int build_store_from_files(void)
         pairs[i].cert_path = paths[2 * i];
         pairs[i].key_path = paths[2 * i + 1];
     }
-    struct wsg_tls_settings s = {pairs, 3, NULL, 0, 3600, WSG_TLS_ORDER_SERVER};
+    struct wsg_tls_settings s = {pairs, 3, NULL, 0, 3600, WSG_TLS_ORDER_SERVER, NULL};
     if (wsg_tls_store_new(&store, &s, err) == 0)
         rc = 0;
     else
@@ -88,7 +88,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (build_store_from_files() == 0)
         return 0;
     static const char *const names[] = {"localhost", "127.0.0.1"};
-    struct wsg_tls_settings s = {NULL, 0, names, 2, 3600, WSG_TLS_ORDER_SERVER};
+    struct wsg_tls_settings s = {NULL, 0, names, 2, 3600, WSG_TLS_ORDER_SERVER, NULL};
     char err[WSG_ERRLEN];
     if (wsg_tls_store_new(&store, &s, err) != 0) {
         fprintf(stderr, "tls_server: cannot build the TLS store: %s\n", err);

@@ -63,8 +63,9 @@ enum { SW_TEXT, SW_BINARY, SW_UTF8 }; /* T_SWITCH bits */
 
 static const struct setting settings[] = {
     {"listen", T_LISTEN, 0, 0, NULL, FIELD(listen), NULL,
-     "address to accept TLS on: HOST:PORT, [IPV6]:PORT or :PORT (repeatable; "
-     "default 0.0.0.0:443 as root, else 0.0.0.0:8443)"},
+     "address to accept TLS on: HOST:PORT, [IPV6]:PORT or :PORT, then optionally proxy_protocol (every "
+     "connection starts with a PROXY protocol v1 or v2 header from a balancer in proxy_protocol_from, "
+     "whose client address is used everywhere) (repeatable; default 0.0.0.0:443 as root, else 0.0.0.0:8443)"},
     {"cert", T_CERT, 0, 0, NULL, FIELD(cert), NULL,
      "certificate chain file, PEM (repeatable; the Nth key belongs to the Nth cert)"},
     {"key", T_KEY, 0, 0, NULL, FIELD(key), NULL, "private key file, PEM (repeatable)"},
@@ -171,6 +172,14 @@ static const struct setting settings[] = {
      "locks the per-IP table is split into (a power of two)"},
     {"ticket_lifetime", T_UINT, 0, 7 * 86400, "86400", FIELD(ticket_lifetime), NULL,
      "TLS session ticket lifetime in seconds (0 = no tickets)"},
+    {"proxy_protocol_from", T_STRING, 0, 0, "any", FIELD(proxy_protocol_from), NULL,
+     "who may send PROXY headers to proxy_protocol listeners: addresses or CIDRs, space-separated "
+     "(10.0.0.0/8 2001:db8::/32), or any; others are closed at accept and counted"},
+    {"ticket_key_file", T_STRING, 0, 0, NULL, FIELD(ticket_key_file), NULL,
+     "session ticket keys shared by several gateways: one base64 line per key, each 80 random bytes "
+     "(head -c 80 /dev/urandom | base64 -w0); the first encrypts, all decrypt; reloaded on SIGHUP and "
+     "by watch_certs; refused when readable by group or others (key_permissions); empty = per-process "
+     "random keys"},
     {"tls_cipher_order", T_ENUM, 0, 0, "server", FIELD(tls_cipher_order), "server client",
      "TLS 1.3 suite choice: server = AES-128-GCM whenever the client offers it (the fastest in "
      "this build), else the client's order; client = the client's first supported suite"},
@@ -569,6 +578,8 @@ void wsg_cfg_clear_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct
     size_t elsize;
     char *base = list_slot(c, r, st, &count, &cap, &elsize);
     memset(base, 0, (size_t)cap * elsize);
+    if (st->type == T_LISTEN)
+        memset(c->listen_proxy, 0, sizeof(c->listen_proxy));
     *count = 0;
 }
 
@@ -836,6 +847,27 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
         }
         strcpy(slot, v);
     } else if (st->type == T_LISTEN) {
+        /* "ADDR [proxy_protocol]" (nginx's listen parameter) */
+        char *opt = v + strcspn(v, " \t");
+        int proxy = 0;
+        char whole[256];
+        snprintf(whole, sizeof(whole), "%.200s", v);
+        if (*opt != '\0') {
+            *opt++ = '\0';
+            while (wsg_cfg_is_space(*opt))
+                opt++;
+            size_t ol = strlen(opt);
+            while (ol > 0 && wsg_cfg_is_space(opt[ol - 1]))
+                opt[--ol] = '\0';
+            if (strcmp(opt, "proxy_protocol") != 0) {
+                wsg_cfg_fail(err, file, line, st->name,
+                             "\"%s\" has \"%s\" after the address (the only option is proxy_protocol)", whole,
+                             opt);
+                return -1;
+            }
+            proxy = 1;
+        }
+        c->listen_proxy[*count] = (unsigned char)proxy;
         const char *why = strlen(v) >= elsize ? "is too long" : check_hostport(v, 1);
         if (why != NULL) {
             wsg_cfg_fail(err, file, line, st->name, "\"%s\" %s", v, why);
@@ -1081,6 +1113,33 @@ int wsg_cfg_route_line(struct wsg_cfg_route *r, const char *name, char *value, c
     return 0;
 }
 
+/* proxy_protocol_from: its words into c->proxy_from ("any" alone, or addresses and CIDRs). */
+static int parse_proxy_from(struct wsg_cfg *c, char err[WSG_ERRLEN])
+{
+    char words[sizeof(c->proxy_protocol_from)];
+    snprintf(words, sizeof(words), "%s", c->proxy_protocol_from);
+    c->nproxy_from = 0;
+    for (char *save = NULL, *w = strtok_r(words, " \t", &save); w != NULL; w = strtok_r(NULL, " \t", &save)) {
+        const char *why = NULL;
+        if (c->nproxy_from == WSG_CFG_MAX_PROXY_FROM) {
+            snprintf(err, WSG_ERRLEN, "proxy_protocol_from: more than %d addresses or CIDRs",
+                     WSG_CFG_MAX_PROXY_FROM);
+            return -1;
+        }
+        if (wsg_cidr_parse(w, &c->proxy_from[c->nproxy_from], &why) != 0) {
+            snprintf(err, WSG_ERRLEN, "proxy_protocol_from: \"%.60s\" %s", w, why);
+            return -1;
+        }
+        c->nproxy_from++;
+    }
+    if (c->nproxy_from == 0) {
+        snprintf(err, WSG_ERRLEN,
+                 "proxy_protocol_from: empty (write any to accept PROXY headers from anyone)");
+        return -1;
+    }
+    return 0;
+}
+
 int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
 {
     if (c->ncert != c->nkey) {
@@ -1122,9 +1181,10 @@ int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
     }
     if (c->nlisten == 0) {
         snprintf(c->listen[0], sizeof(c->listen[0]), "%s", geteuid() == 0 ? "0.0.0.0:443" : "0.0.0.0:8443");
+        c->listen_proxy[0] = 0;
         c->nlisten = 1;
     }
-    return 0;
+    return parse_proxy_from(c, err);
 }
 
 const struct wsg_cfg_route *wsg_cfg_route_match(const struct wsg_cfg *c, const char *host, size_t host_len,

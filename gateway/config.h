@@ -13,9 +13,11 @@
 #include <stdio.h>
 
 #include "policies/base/err.h"
+#include "gateway/proxyproto.h"
 #include "policies/policy.h"
 
 #define WSG_CFG_MAX_LISTEN 16
+#define WSG_CFG_MAX_PROXY_FROM 32
 #define WSG_CFG_MAX_CERTS 32
 #define WSG_CFG_MAX_UPSTREAMS 64
 #define WSG_CFG_MAX_ROUTES 32
@@ -48,6 +50,7 @@ struct wsg_cfg_route {
 struct wsg_cfg {
     /* repeatable */
     char listen[WSG_CFG_MAX_LISTEN][128];
+    unsigned char listen_proxy[WSG_CFG_MAX_LISTEN]; /* 1: "ADDR proxy_protocol", a PROXY header first */
     unsigned nlisten;
     char cert[WSG_CFG_MAX_CERTS][512];
     unsigned ncert;
@@ -72,14 +75,18 @@ struct wsg_cfg {
     unsigned max_connections_per_ip; /* all workers, 0 = no limit */
     /* Transitional (conn.c's ws_start still reads them; to go once it reads the policy): set
      * only by the plain max_frame/max_message settings at top level, default 16m. */
-    uint64_t max_frame;          /* WebSocket frame payload; 1009 above */
-    uint64_t max_message;        /* WebSocket message payload over fragments; 1009 above */
-    uint64_t max_body;           /* request body; 413 above; 0 = unlimited */
-    uint32_t buffer_size;        /* capacity of each of the 6 per-connection buffers */
-    uint32_t max_header_size;    /* request head; 431 above */
-    uint32_t max_uri;            /* request-target; 414 above */
-    unsigned max_headers;        /* header count; 431 above */
-    unsigned ticket_lifetime;    /* seconds, 0 = no session tickets */
+    uint64_t max_frame;             /* WebSocket frame payload; 1009 above */
+    uint64_t max_message;           /* WebSocket message payload over fragments; 1009 above */
+    uint64_t max_body;              /* request body; 413 above; 0 = unlimited */
+    uint32_t buffer_size;           /* capacity of each of the 6 per-connection buffers */
+    uint32_t max_header_size;       /* request head; 431 above */
+    uint32_t max_uri;               /* request-target; 414 above */
+    unsigned max_headers;           /* header count; 431 above */
+    unsigned ticket_lifetime;       /* seconds, 0 = no session tickets */
+    char ticket_key_file[512];      /* shared ticket keys ("" = per-process random keys) */
+    char proxy_protocol_from[1024]; /* CIDRs, space-separated, or "any" */
+    struct wsg_cidr proxy_from[WSG_CFG_MAX_PROXY_FROM]; /* parsed by wsg_cfg_finish */
+    unsigned nproxy_from;
     unsigned tls_cipher_order;   /* WSG_TLS_ORDER_SERVER (0) or WSG_TLS_ORDER_CLIENT (1) */
     char access_log[512];        /* "stderr", "off" or a path */
     char log_level[16];          /* error warn notice info debug */

@@ -50,22 +50,33 @@ static const char *const gen_names[] = {"localhost", "127.0.0.1", "::1"};
 
 /* A private key readable by group or others is refused (key_permissions strict): whoever can
  * read it can impersonate the site. */
+static int check_secret_mode(const char *path, const char *what, char err[WSG_ERRLEN])
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0; /* the TLS loader names the unreadable file */
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(err, WSG_ERRLEN,
+                 "%.120s: %s is accessible by group or others (mode %04o): chmod 600 it, "
+                 "or set key_permissions any",
+                 path, what, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+/* The ticket key file is a secret of the same rank: whoever reads it decrypts every resumed
+ * session's keys (RFC 8446 §4.6.1). */
 static int check_key_permissions(const struct wsg_cfg *cfg, char err[WSG_ERRLEN])
 {
     if (strcmp(cfg->key_permissions, "any") == 0)
         return 0;
-    for (unsigned i = 0; i < cfg->nkey; i++) {
-        struct stat st;
-        if (stat(cfg->key[i], &st) != 0)
-            continue; /* the TLS loader names the unreadable file */
-        if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-            snprintf(err, WSG_ERRLEN,
-                     "%.120s: private key is accessible by group or others (mode %04o): chmod 600 it, "
-                     "or set key_permissions any",
-                     cfg->key[i], (unsigned)(st.st_mode & 07777));
+    for (unsigned i = 0; i < cfg->nkey; i++)
+        if (check_secret_mode(cfg->key[i], "private key", err) != 0)
             return -1;
-        }
-    }
+    if (cfg->ticket_key_file[0] != '\0' &&
+        check_secret_mode(cfg->ticket_key_file, "ticket key file", err) != 0)
+        return -1;
     return 0;
 }
 
@@ -201,6 +212,7 @@ static void tls_settings(const struct wsg_cfg *cfg, struct wsg_tls_pair *pairs, 
     s->gen_names = gen_names;
     s->ngen_names = sizeof(gen_names) / sizeof(gen_names[0]);
     s->ticket_lifetime = cfg->ticket_lifetime;
+    s->ticket_key_file = cfg->ticket_key_file;
     s->cipher_order = cfg->tls_cipher_order;
 }
 
@@ -238,6 +250,7 @@ static int do_reload(char err[WSG_ERRLEN])
     }
     const struct wsg_cfg *old_cfg = g.sh.rt->cfg;
     if (strcmp(old_cfg->listen[0], cfg->listen[0]) != 0 || old_cfg->nlisten != cfg->nlisten ||
+        memcmp(old_cfg->listen_proxy, cfg->listen_proxy, sizeof(cfg->listen_proxy)) != 0 ||
         old_cfg->workers != cfg->workers || strcmp(old_cfg->admin, cfg->admin) != 0 ||
         old_cfg->ip_table_size != cfg->ip_table_size)
         wsg_log(WSG_LOG_WARN,
@@ -248,8 +261,9 @@ static int do_reload(char err[WSG_ERRLEN])
     g.old[g.nold++] = g.sh.rt;
     __atomic_store_n(&g.sh.rt, rt, __ATOMIC_RELEASE);
     g.reloads_ok++;
-    wsg_log(WSG_LOG_NOTICE, "reloaded: certificate generation %u, %u upstreams, %u routes",
-            wsg_tls_store_generation(g.sh.tls), cfg->nupstream, cfg->nroutes);
+    wsg_log(WSG_LOG_NOTICE, "reloaded: certificate generation %u, %u upstreams, %u routes, %u ticket keys",
+            wsg_tls_store_generation(g.sh.tls), cfg->nupstream, cfg->nroutes,
+            wsg_tls_store_ticket_keys(g.sh.tls));
     return 0;
 }
 
@@ -268,7 +282,7 @@ static void on_reload(EV_P_ ev_signal *w, int revents)
 /* ---- watch_certs: reload when a certificate or key file changes ---- */
 
 static struct {
-    ev_stat st[2 * WSG_CFG_MAX_CERTS];
+    ev_stat st[2 * WSG_CFG_MAX_CERTS + 1];
     unsigned n;
     ev_timer debounce;
 } W;
@@ -303,6 +317,10 @@ static void watch_start(struct ev_loop *loop, const struct wsg_cfg *cfg)
         ev_stat_init(&W.st[W.n], on_watch, cfg->cert[i], 0.);
         ev_stat_start(loop, &W.st[W.n++]);
         ev_stat_init(&W.st[W.n], on_watch, cfg->key[i], 0.);
+        ev_stat_start(loop, &W.st[W.n++]);
+    }
+    if (cfg->ticket_key_file[0] != '\0') {
+        ev_stat_init(&W.st[W.n], on_watch, cfg->ticket_key_file, 0.);
         ev_stat_start(loop, &W.st[W.n++]);
     }
 }

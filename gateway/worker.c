@@ -57,6 +57,14 @@ bad:
 int wsg_worker_listen(struct wsg_worker *w, const struct wsg_cfg *cfg, char err[WSG_ERRLEN])
 {
     w->nlisten = 0;
+    /* Parsed (issue 14) but not wired into the accept path yet: refuse rather than read the
+     * balancer's PROXY header as a ClientHello. */
+    for (unsigned i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen_proxy[i]) {
+            snprintf(err, WSG_ERRLEN, "listen %s proxy_protocol: not implemented yet in this build",
+                     cfg->listen[i]);
+            return -1;
+        }
     for (unsigned i = 0; i < cfg->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;

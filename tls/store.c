@@ -298,7 +298,7 @@ out:
 }
 
 static int setup_conf(struct wsg_tls_store *st, struct wsg_tls_gen *g, mbedtls_ssl_config *conf,
-                      const int *suites, char err[WSG_ERRLEN])
+                      const int *suites, int file_keys, char err[WSG_ERRLEN])
 {
     char text[160];
     int ret = mbedtls_ssl_config_defaults(conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
@@ -321,7 +321,9 @@ static int setup_conf(struct wsg_tls_store *st, struct wsg_tls_gen *g, mbedtls_s
     mbedtls_ssl_conf_tls13_key_exchange_modes(conf, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
                                                         MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL);
     mbedtls_ssl_conf_sni(conf, sni_cb, g);
-    if (st->tickets)
+    if (st->tickets && file_keys)
+        mbedtls_ssl_conf_session_tickets_cb(conf, wsg_ticket_write, wsg_ticket_parse, st);
+    else if (st->tickets)
         mbedtls_ssl_conf_session_tickets_cb(conf, mbedtls_ssl_ticket_write, ticket_parse, &st->ticket);
     else
         mbedtls_ssl_conf_new_session_tickets(conf, 0);
@@ -360,10 +362,11 @@ static struct wsg_tls_gen *gen_build(struct wsg_tls_store *st, const struct wsg_
         }
     }
     int server_order = s->cipher_order == WSG_TLS_ORDER_SERVER;
-    if (setup_conf(st, g, &g->conf, suites_all, err) != 0)
+    int file_keys = s->ticket_key_file != NULL && s->ticket_key_file[0] != '\0';
+    if (setup_conf(st, g, &g->conf, suites_all, file_keys, err) != 0)
         goto fail;
     if (server_order) {
-        if (setup_conf(st, g, &g->conf_fast, suites_fast13, err) != 0)
+        if (setup_conf(st, g, &g->conf_fast, suites_fast13, file_keys, err) != 0)
             goto fail;
         g->has_fast = 1;
     }
@@ -411,6 +414,10 @@ int wsg_tls_store_new(struct wsg_tls_store **out, const struct wsg_tls_settings 
             goto fail;
         }
         st->tickets = 1;
+        st->ticket_lifetime = life;
+        if (s->ticket_key_file != NULL && s->ticket_key_file[0] != '\0' &&
+            (st->tkeys = wsg_ticket_keyset_load(s->ticket_key_file, err)) == NULL)
+            goto fail;
     }
     struct wsg_tls_gen *g = gen_build(st, s, err);
     if (g == NULL)
@@ -423,13 +430,37 @@ fail:
     return -1;
 }
 
+/* The ticket keys are read again first: a bad key file refuses the reload like a bad certificate.
+ * Generations built without a key file keep the store's per-process keys; the last key set
+ * loaded stays for the connections of older generations that still use it. */
 int wsg_tls_store_reload(struct wsg_tls_store *st, const struct wsg_tls_settings *s, char err[WSG_ERRLEN])
 {
-    struct wsg_tls_gen *g = gen_build(st, s, err);
-    if (g == NULL)
+    struct wsg_ticket_keyset *ks = NULL;
+    if (st->tickets && s->ticket_key_file != NULL && s->ticket_key_file[0] != '\0' &&
+        (ks = wsg_ticket_keyset_load(s->ticket_key_file, err)) == NULL)
         return -1;
+    struct wsg_tls_gen *g = gen_build(st, s, err);
+    if (g == NULL) {
+        wsg_ticket_keyset_unref(ks);
+        return -1;
+    }
+    if (ks != NULL) {
+        pthread_mutex_lock(&st->lock);
+        struct wsg_ticket_keyset *old = st->tkeys;
+        st->tkeys = ks;
+        pthread_mutex_unlock(&st->lock);
+        wsg_ticket_keyset_unref(old);
+    }
     gen_unref(gen_publish(st, g));
     return 0;
+}
+
+unsigned wsg_tls_store_ticket_keys(struct wsg_tls_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    unsigned n = (unsigned)wsg_ticket_keyset_count(st->tkeys);
+    pthread_mutex_unlock(&st->lock);
+    return n;
 }
 
 void wsg_tls_store_free(struct wsg_tls_store *st)
@@ -438,6 +469,8 @@ void wsg_tls_store_free(struct wsg_tls_store *st)
         return;
     gen_unref(st->current);
     st->current = NULL;
+    wsg_ticket_keyset_unref(st->tkeys);
+    st->tkeys = NULL;
     mbedtls_ssl_ticket_free(&st->ticket);
     mbedtls_ctr_drbg_free(&st->drbg);
     mbedtls_entropy_free(&st->entropy);

@@ -49,9 +49,11 @@ struct wsg_tls_gen {
 
 struct wsg_tls_store {
     mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg; /* thread-safe (MBEDTLS_THREADING_C): shared by all workers */
-    mbedtls_ssl_ticket_context ticket;
-    int tickets; /* ticket context set up (ticket_lifetime != 0 at store_new) */
+    mbedtls_ctr_drbg_context drbg;     /* thread-safe (MBEDTLS_THREADING_C): shared by all workers */
+    mbedtls_ssl_ticket_context ticket; /* per-process keys, when there is no ticket_key_file */
+    int tickets;                       /* tickets on (ticket_lifetime != 0 at store_new) */
+    uint32_t ticket_lifetime;          /* seconds, as set at store_new */
+    struct wsg_ticket_keyset *tkeys;   /* ticket_key_file's keys (tickets.c), under lock; NULL: none */
     pthread_mutex_t lock;
     struct wsg_tls_gen *current; /* the store holds one reference on it */
     unsigned last_number;        /* under lock */
@@ -65,6 +67,17 @@ struct wsg_tls_store {
 struct wsg_tls_gen *wsg_tls_gen_acquire(struct wsg_tls_store *st);
 /* store.c: drops a connection's reference (wsg_tls_free); the last reference frees the generation. */
 void wsg_tls_gen_release(struct wsg_tls_gen *g);
+
+/* ---- tickets.c: keys from ticket_key_file and the callbacks that use them ---- */
+struct wsg_ticket_keyset;
+/* Reads the file and imports its keys into PSA. @return the set (one reference), or NULL with err. */
+struct wsg_ticket_keyset *wsg_ticket_keyset_load(const char *path, char err[WSG_ERRLEN]);
+void wsg_ticket_keyset_unref(struct wsg_ticket_keyset *ks);
+size_t wsg_ticket_keyset_count(const struct wsg_ticket_keyset *ks);
+/* mbedtls_ssl_ticket_write_t / _parse_t over st->tkeys (p is the store). */
+int wsg_ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
+                     const unsigned char *end, size_t *tlen, uint32_t *lifetime);
+int wsg_ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len);
 
 /* ---- check.c: loading and judging a pair, shared by the store (which stops at the first
  * problem) and wsg_tls_check_pair (which collects them all). The same files get the same

@@ -35,6 +35,8 @@ struct wsg_tls_settings {
     size_t ngen_names;                /* e.g. {"localhost", "127.0.0.1"} */
     uint32_t ticket_lifetime;         /* seconds; 0 disables session tickets */
     unsigned cipher_order;            /* WSG_TLS_ORDER_SERVER or WSG_TLS_ORDER_CLIENT */
+    const char *ticket_key_file;      /* shared ticket keys (see wsg_tls_ticket_keys_read); NULL or
+                                       * "": per-process random keys */
 };
 
 /* TLS 1.3 cipher suite choice. SERVER: ChaCha20-Poly1305 whenever the client offers it (the
@@ -42,6 +44,25 @@ struct wsg_tls_settings {
  * CLIENT: the first suite of the client's list that the server allows (mbedTLS's own rule).
  * TLS 1.2 follows the server's list in both (ChaCha20-Poly1305 first for SERVER). */
 enum { WSG_TLS_ORDER_SERVER = 0, WSG_TLS_ORDER_CLIENT = 1 };
+
+/* ticket_key_file: one base64 line per key, each WSG_TICKET_KEY_BYTES random bytes, newest first
+ * (the first encrypts, all decrypt). Layout of a key (nginx's 80-byte ticket key files): name
+ * 0..15, unused 16..47 (nginx's HMAC key), AES-256-GCM key 48..79. */
+#define WSG_TICKET_KEY_BYTES 80
+#define WSG_TICKET_MAX_KEYS 16
+
+/**
+ * Reads a ticket key file: blank lines skipped, surrounding blanks and CR ignored, each other line
+ * base64 of exactly 80 bytes, at most max keys, at least one.
+ * @return 0 with *n keys in keys[], or -1 with err naming the file and line ("t.key:2: a key is 80
+ *         bytes ..."). The caller zeroes keys[] after use.
+ */
+int wsg_tls_ticket_keys_read(const char *path, uint8_t keys[][WSG_TICKET_KEY_BYTES], size_t max, size_t *n,
+                             char err[WSG_ERRLEN]);
+/* The same over text already in memory (path only names it in errors). */
+int wsg_tls_ticket_keys_parse(const char *path, const char *text, size_t len,
+                              uint8_t keys[][WSG_TICKET_KEY_BYTES], size_t max, size_t *n,
+                              char err[WSG_ERRLEN]);
 
 /**
  * Initialises PSA crypto and builds the store with its first generation.
@@ -58,6 +79,8 @@ void wsg_tls_store_free(struct wsg_tls_store *st);
 /* Generation counter of the current generation (1, 2, ...) and number of live generations. */
 unsigned wsg_tls_store_generation(const struct wsg_tls_store *st);
 unsigned wsg_tls_store_live_generations(const struct wsg_tls_store *st);
+/* Keys loaded from ticket_key_file (0: none, tickets use per-process keys). */
+unsigned wsg_tls_store_ticket_keys(struct wsg_tls_store *st);
 
 /**
  * Creates the server side of one connection over two buffers owned by the caller.

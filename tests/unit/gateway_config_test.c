@@ -503,6 +503,62 @@ static void test_load_file_errors(void **state)
     assert_string_equal(err, "wsgate.conf:1: line contains a NUL byte");
 }
 
+/* listen ADDR proxy_protocol (issue 14) and proxy_protocol_from. */
+static void test_proxy_protocol_settings(void **state)
+{
+    (void)state;
+    char err[WSG_ERRLEN];
+    struct wsg_cfg *c = fresh();
+    assert_string_equal(set(c, "upstream", "10.0.0.1:80"), "");
+    assert_string_equal(set(c, "listen", ":8443"), "");
+    assert_string_equal(set(c, "listen", "127.0.0.1:9443 proxy_protocol"), "");
+    assert_string_equal(set(c, "listen", "[::1]:9443   proxy_protocol  "), "");
+    assert_int_equal(c->nlisten, 3);
+    assert_string_equal(c->listen[1], "127.0.0.1:9443");
+    assert_string_equal(c->listen[2], "[::1]:9443");
+    assert_int_equal(c->listen_proxy[0], 0);
+    assert_int_equal(c->listen_proxy[1], 1);
+    assert_int_equal(c->listen_proxy[2], 1);
+    assert_string_equal(set(c, "listen", "127.0.0.1:9443"),
+                        "wsgate.conf:12: listen: \"127.0.0.1:9443\" is given twice");
+    assert_string_equal(
+        set(c, "listen", ":1 proxy"),
+        "wsgate.conf:12: listen: \":1 proxy\" has \"proxy\" after the address (the only option is "
+        "proxy_protocol)");
+    assert_string_equal(
+        set(c, "listen", ":1 proxy_protocol x"),
+        "wsgate.conf:12: listen: \":1 proxy_protocol x\" has \"proxy_protocol x\" after the address (the "
+        "only option is proxy_protocol)");
+    /* the default: any sender */
+    assert_int_equal(wsg_cfg_finish(c, err), 0);
+    assert_int_equal(c->nproxy_from, 1);
+    assert_int_equal(c->proxy_from[0].bits, 0);
+    assert_string_equal(set(c, "proxy_protocol_from", "10.0.0.0/8  192.0.2.7 2001:db8::/32"), "");
+    assert_int_equal(wsg_cfg_finish(c, err), 0);
+    assert_int_equal(c->nproxy_from, 3);
+    assert_int_equal(c->proxy_from[0].bits, 96 + 8);
+    assert_int_equal(c->proxy_from[1].bits, 128);
+    assert_int_equal(c->proxy_from[2].bits, 32);
+    assert_string_equal(set(c, "proxy_protocol_from", "10.0.0.1/8"), "");
+    assert_int_equal(wsg_cfg_finish(c, err), -1);
+    assert_string_equal(err, "proxy_protocol_from: \"10.0.0.1/8\" has host bits set below its prefix length");
+    assert_string_equal(set(c, "proxy_protocol_from", "lb.example.com"), "");
+    assert_int_equal(wsg_cfg_finish(c, err), -1);
+    assert_non_null(strstr(err, "\"lb.example.com\" is not an address or CIDR"));
+
+    /* the command line's first --listen replaces the file's list, flags included */
+    c = fresh();
+    const char *path = write_file(
+        "pp.conf", "listen :8443 proxy_protocol\nlisten :9443 proxy_protocol\nupstream 10.0.0.1:80\n");
+    assert_int_equal(wsg_cfg_load_file(c, path, err), 0);
+    assert_int_equal(c->listen_proxy[1], 1);
+    char *argv[] = {"wsgate", "-c", (char *)path, "--listen", ":10443", NULL};
+    assert_int_equal(wsg_cfg_load_args(c, 5, argv, err), 0);
+    assert_int_equal(c->nlisten, 1);
+    assert_int_equal(c->listen_proxy[0], 0);
+    assert_int_equal(c->listen_proxy[1], 0);
+}
+
 static void test_args(void **state)
 {
     (void)state;
@@ -603,6 +659,8 @@ static void test_help_and_markdown(void **state)
                                   "max_uri",
                                   "max_headers",
                                   "ticket_lifetime",
+                                  "proxy_protocol_from",
+                                  "ticket_key_file",
                                   "access_log",
                                   "log_level",
                                   "client_max_frame",
@@ -1117,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_args),
+        cmocka_unit_test(test_proxy_protocol_settings),
         cmocka_unit_test(test_help_and_markdown),
         cmocka_unit_test(test_policy_settings),
         cmocka_unit_test(test_policy_errors),

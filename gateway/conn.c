@@ -356,7 +356,8 @@ void wsg_conn_proceed(struct wsg_conn *c)
 {
     int progress, rounds = 0;
     do {
-        progress = wsg_conn_tls_in(c);
+        progress = wsg_conn_proxy_in(c);
+        progress += wsg_conn_tls_in(c);
         progress += pump_request(c);
         progress += pump_response(c);
         progress += wsg_conn_tls_out(c);
@@ -436,8 +437,14 @@ static void on_timer(EV_P_ ev_timer *t, int revents)
     }
     switch (c->st) {
     case WSG_ST_TLS_HANDSHAKE:
-        c->reason = WSG_R_TLS_TIMEOUT;
-        wsg_m_add(&metrics(c)->c[WSG_M_TLS_TIMEOUT], 1);
+        if (c->flags & WSG_CF_PROXY_HDR) { /* the header must arrive whole within handshake_timeout */
+            c->reason = WSG_R_PROXY_HEADER;
+            wsg_m_add(&metrics(c)->c[WSG_M_PROXY_INCOMPLETE], 1);
+            clog(WSG_LOG_INFO, c, "closed: no whole PROXY header within handshake_timeout");
+        } else {
+            c->reason = WSG_R_TLS_TIMEOUT;
+            wsg_m_add(&metrics(c)->c[WSG_M_TLS_TIMEOUT], 1);
+        }
         c->flags |= WSG_CF_DESTROY;
         break;
     case WSG_ST_REQ_HEAD:
@@ -477,34 +484,121 @@ static void on_timer(EV_P_ ev_timer *t, int revents)
 
 /* ------------------------------------------------------------------ lifecycle */
 
-void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
+/* max_connections_per_ip for the client at sa: @return 1 counted (ipk filled: release it at the
+ * end), 0 no limit set, -1 over the limit. */
+static int ip_conn_begin(struct wsg_worker *w, const struct wsg_cfg *cfg, const struct sockaddr *sa,
+                         struct wsg_ip_key *ipk)
+{
+    if (!cfg->max_connections_per_ip)
+        return 0;
+    struct wsg_policy lim = {.ip_max_conns = cfg->max_connections_per_ip};
+    wsg_ip_key_make(ipk, UINT32_MAX, sa);
+    return wsg_iptable_conn_begin(w->sh->ipt, ipk, &lim, ev_now(w->loop)) > 0 ? -1 : 1;
+}
+
+/* A balancer outside proxy_protocol_from may not speak for its clients. */
+static int proxy_trusted(const struct wsg_cfg *cfg, const struct sockaddr *peer)
+{
+    for (unsigned i = 0; i < cfg->nproxy_from; i++)
+        if (wsg_cidr_match(&cfg->proxy_from[i], peer))
+            return 1;
+    return 0;
+}
+
+int wsg_conn_proxy_in(struct wsg_conn *c)
+{
+    if (!(c->flags & WSG_CF_PROXY_HDR) || (c->flags & WSG_CF_DESTROY))
+        return 0;
+    uint32_t len;
+    const uint8_t *p = wsg_buf_peek(&c->cli.in, &len);
+    struct wsg_proxy_hdr h;
+    const char *why = NULL;
+    int n = wsg_proxy_parse(p ? p : (const uint8_t *)"", len, &h, &why);
+    if (n == WSG_PARSE_PARTIAL) {
+        if (c->cli.eof || c->cli.err) {
+            wsg_m_add(&metrics(c)->c[WSG_M_PROXY_INCOMPLETE], 1);
+            clog(WSG_LOG_INFO, c, "closed: connection ended inside its PROXY header (%u bytes)", len);
+            c->reason = WSG_R_PROXY_HEADER;
+            c->flags |= WSG_CF_DESTROY;
+        }
+        return 0;
+    }
+    if (n < 0) {
+        wsg_m_add(&metrics(c)->c[WSG_M_PROXY_INVALID], 1);
+        clog(WSG_LOG_INFO, c, "closed: bad PROXY header: %s", why ? why : "invalid");
+        c->reason = WSG_R_PROXY_HEADER;
+        c->flags |= WSG_CF_DESTROY;
+        return 0;
+    }
+    wsg_buf_consume(&c->cli.in, (uint32_t)n);
+    c->flags &= ~WSG_CF_PROXY_HDR;
+    if (wsg_proxy_has_addr(&h)) {
+        char was[INET6_ADDRSTRLEN];
+        unsigned was_port = c->peer_port;
+        memcpy(was, c->peer_ip, sizeof(was));
+        memcpy(&c->peer_addr, &h.src, sizeof(c->peer_addr));
+        fmt_addr((const struct sockaddr *)&c->peer_addr, c->peer_ip, sizeof(c->peer_ip), &c->peer_port);
+        wsg_m_add(&metrics(c)->c[WSG_M_PROXY_OK], 1);
+        clog(WSG_LOG_DEBUG, c, "PROXY v%d header from %s:%u", h.version, was, was_port);
+    } else {
+        /* LOCAL (the balancer's own health check), UNKNOWN, AF_UNSPEC, AF_UNIX: the socket's own
+         * addresses stay (spec 2.1, 2.2). */
+        wsg_m_add(&metrics(c)->c[h.command == WSG_PROXY_LOCAL ? WSG_M_PROXY_LOCAL : WSG_M_PROXY_OK], 1);
+    }
+    struct wsg_ip_key ipk;
+    int counted = ip_conn_begin(c->w, cfg_of(c), (const struct sockaddr *)&c->peer_addr, &ipk);
+    if (counted < 0) {
+        wsg_m_add(&metrics(c)->c[WSG_M_REFUSED], 1);
+        clog(WSG_LOG_INFO, c, "closed: max_connections_per_ip");
+        c->reason = WSG_R_IP_LIMIT;
+        c->flags |= WSG_CF_DESTROY;
+        return 0;
+    }
+    if (counted > 0) {
+        c->conn_ipkey = ipk;
+        c->conn_ip_counted = 1;
+    }
+    return 1;
+}
+
+void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int proxy)
 {
     const struct wsg_runtime *rt = wsg_shared_rt(w->sh);
     const struct wsg_cfg *cfg = rt->cfg;
     /* max_connections and max_connections_per_ip: refused by closing at once, before any TLS
-     * work (HAProxy maxconn would queue; a gateway under a flood should shed load instead). */
+     * work (HAProxy maxconn would queue; a gateway under a flood should shed load instead). On a
+     * proxy_protocol listener the peer is the balancer: the per-IP count waits for the header's
+     * address (wsg_conn_proxy_in). */
     unsigned long live = __atomic_add_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
     struct wsg_ip_key ipk;
     int ip_counted = 0;
+    if (proxy && !proxy_trusted(cfg, peer)) {
+        wsg_m_add(&w->m.c[WSG_M_PROXY_UNTRUSTED], 1);
+        if (wsg_log_on(WSG_LOG_INFO)) {
+            char ip[INET6_ADDRSTRLEN];
+            unsigned port;
+            fmt_addr(peer, ip, sizeof(ip), &port);
+            wsg_log(WSG_LOG_INFO, "[%s:%u] closed: PROXY protocol listener, peer not in proxy_protocol_from",
+                    ip, port);
+        }
+        goto refuse_quiet;
+    }
     if (cfg->max_connections && live > cfg->max_connections)
         goto refuse;
-    if (cfg->max_connections_per_ip) {
-        struct wsg_policy lim = {.ip_max_conns = cfg->max_connections_per_ip};
-        wsg_ip_key_make(&ipk, UINT32_MAX, peer);
-        if (wsg_iptable_conn_begin(w->sh->ipt, &ipk, &lim, ev_now(w->loop)) > 0)
-            goto refuse;
-        ip_counted = 1;
-    }
+    if (!proxy && (ip_counted = ip_conn_begin(w, cfg, peer, &ipk)) < 0)
+        goto refuse;
     struct wsg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        if (ip_counted)
+        if (ip_counted > 0)
             wsg_iptable_conn_end(w->sh->ipt, &ipk);
         goto refuse;
     }
-    if (ip_counted) {
+    if (ip_counted > 0) {
         c->conn_ipkey = ipk;
         c->conn_ip_counted = 1;
     }
+    if (proxy)
+        c->flags |= WSG_CF_PROXY_HDR;
     c->w = w;
     c->rt = rt;
     c->pol = &cfg->policy;
@@ -546,8 +640,9 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
     update_io(c);
     return;
 refuse:
-    __atomic_sub_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
     wsg_m_add(&w->m.c[WSG_M_REFUSED], 1);
+refuse_quiet:
+    __atomic_sub_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
     close(fd);
 }
 

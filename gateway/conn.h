@@ -55,6 +55,7 @@ struct wsg_worker {
     struct wsg_rng *rng;
     int lfd[WSG_CFG_MAX_LISTEN];
     ev_io accept_io[WSG_CFG_MAX_LISTEN];
+    unsigned char lproxy[WSG_CFG_MAX_LISTEN]; /* listener i expects a PROXY header first */
     unsigned nlisten;
     int spare_fd;          /* /dev/null, closed to accept() and drop a client under EMFILE */
     ev_timer accept_retry; /* re-enables accepting after EMFILE */
@@ -80,8 +81,9 @@ void wsg_worker_drain(struct wsg_worker *w);
 /* Prepares a worker (loop, rng, spare fd); listening sockets come from wsg_worker_listen. */
 int wsg_worker_init(struct wsg_worker *w, int id, struct wsg_shared *sh);
 
-/* Takes ownership of an accepted client socket. */
-void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* Takes ownership of an accepted client socket. proxy: the listener is "listen ADDR
+ * proxy_protocol", so a PROXY header must come first, and only from proxy_protocol_from. */
+void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int proxy);
 /* Drain one connection: idle ones close now, WebSockets get 1001, HTTP exchanges finish first. */
 void wsg_conn_drain(struct wsg_conn *c);
 /* Frees a connection at once (end of the drain window). */

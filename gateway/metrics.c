@@ -123,6 +123,13 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
                             route_names[r], wsg_policy_rule_names[i],
                             d == 0 ? "client_to_upstream" : "upstream_to_client",
                             (unsigned long long)m->policy[r][i][d]);
+    fprintf(f, "# HELP wsgate_proxy_protocol_headers_total PROXY protocol headers on proxy_protocol "
+               "listeners, by result (invalid, incomplete and untrusted ones closed the connection).\n"
+               "# TYPE wsgate_proxy_protocol_headers_total counter\n");
+    static const char *const pp[] = {"ok", "local", "invalid", "incomplete", "untrusted"};
+    for (unsigned i = 0; i < 5; i++)
+        fprintf(f, "wsgate_proxy_protocol_headers_total{result=\"%s\"} %llu\n", pp[i],
+                (unsigned long long)m->c[WSG_M_PROXY_OK + i]);
     counter(f, "wsgate_upstream_connects_total", "Successful upstream connects.",
             m->c[WSG_M_UPSTREAM_CONNECTS]);
     counter(f, "wsgate_upstream_connect_failures_total", "Refused or timed-out upstream connects.",

@@ -27,6 +27,12 @@ enum wsg_counter {
     WSG_M_U2C_FRAMES,
     WSG_M_UPSTREAM_CONNECTS,      /* successful upstream connects */
     WSG_M_UPSTREAM_CONNECT_FAILS, /* refused or timed out */
+    /* PROXY protocol listeners (listen ... proxy_protocol) */
+    WSG_M_PROXY_OK,         /* header with a client address (or v1 UNKNOWN): used */
+    WSG_M_PROXY_LOCAL,      /* v2 LOCAL (the balancer's health check): the socket's addresses kept */
+    WSG_M_PROXY_INVALID,    /* malformed header (or none: other bytes first): closed */
+    WSG_M_PROXY_INCOMPLETE, /* no whole header within handshake_timeout, or EOF before it: closed */
+    WSG_M_PROXY_UNTRUSTED,  /* from an address outside proxy_protocol_from: closed at accept */
     WSG_M__COUNT
 };
 

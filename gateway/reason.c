@@ -34,4 +34,5 @@ const struct wsg_reason_row wsg_reasons[WSG_R__COUNT] = {
     [WSG_R_WS_PONG] = {"no pong in time", 0, 1001},
     [WSG_R_WS_LIFETIME] = {"connection lifetime reached", 0, 1001},
     [WSG_R_WS_SLOW] = {"slow consumer", 0, 1008},
+    [WSG_R_PROXY_HEADER] = {"bad PROXY header", 0, 0},
 };

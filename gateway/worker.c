@@ -57,14 +57,6 @@ bad:
 int wsg_worker_listen(struct wsg_worker *w, const struct wsg_cfg *cfg, char err[WSG_ERRLEN])
 {
     w->nlisten = 0;
-    /* Parsed (issue 14) but not wired into the accept path yet: refuse rather than read the
-     * balancer's PROXY header as a ClientHello. */
-    for (unsigned i = 0; i < cfg->nlisten; i++)
-        if (cfg->listen_proxy[i]) {
-            snprintf(err, WSG_ERRLEN, "listen %s proxy_protocol: not implemented yet in this build",
-                     cfg->listen[i]);
-            return -1;
-        }
     for (unsigned i = 0; i < cfg->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -84,6 +76,7 @@ int wsg_worker_listen(struct wsg_worker *w, const struct wsg_cfg *cfg, char err[
             close(fd);
             return -1;
         }
+        w->lproxy[w->nlisten] = cfg->listen_proxy[i];
         w->lfd[w->nlisten++] = fd;
     }
     return 0;
@@ -103,12 +96,13 @@ static void on_accept(EV_P_ ev_io *io, int revents)
 {
     WSG_UNUSED(revents);
     struct wsg_worker *w = io->data;
+    int proxy = w->lproxy[io - w->accept_io];
     for (int n = 0; n < 64; n++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            wsg_conn_new(w, fd, (struct sockaddr *)&ss, len);
+            wsg_conn_new(w, fd, (struct sockaddr *)&ss, len, proxy);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)

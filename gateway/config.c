@@ -76,6 +76,20 @@ static const struct setting settings[] = {
     {"hash_prefix", T_UINT, 0, 24, "0", FIELD(hash_prefix), "0 24",
      "client address bits hashed to pick an upstream: 0 = whole address, 24 = IPv4 /24 "
      "(IPv6 /48) like nginx ip_hash"},
+    {"affinity", T_ENUM, 0, 0, "ip", FIELD(affinity), "ip cookie",
+     "how a client keeps its upstream: ip = the hash of its address; cookie = the first request is "
+     "placed by the hash and the response sets affinity_cookie (an HMAC-signed token naming the "
+     "upstream), which later requests and upgrades follow while that upstream is up, whatever "
+     "their address"},
+    {"affinity_cookie", T_STRING, 0, 0, "wsgate_upstream", FIELD(affinity_cookie), NULL,
+     "name of the affinity cookie (Secure, HttpOnly, SameSite=Lax, Path=/; a session cookie)"},
+    {"affinity_cookie_ttl", T_DURATION, 60, 365 * 86400.0, "1d", FIELD(affinity_cookie_ttl), NULL,
+     "how long an affinity token is honoured after it was issued (refreshed once half of it is "
+     "gone); an expired, forged or foreign token falls back to the hash"},
+    {"affinity_key_file", T_STRING, 0, 0, NULL, FIELD(affinity_key_file), NULL,
+     "HMAC key for affinity tokens, at least 32 bytes (head -c 32 /dev/urandom > FILE), the same on "
+     "every gateway of a fleet; refused when readable by group or others (key_permissions); empty = "
+     "a random key per process (tokens then hold on this gateway only, until it restarts)"},
     {"max_fails", T_UINT, 0, 1000, "1", FIELD(max_fails), NULL,
      "failed connects within fail_timeout that mark an upstream down (0 = never)"},
     {"fail_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(fail_timeout), NULL,
@@ -921,6 +935,15 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
     return 0;
 }
 
+/* A cookie name is an RFC 6265 token (RFC 7230 tchar): visible ASCII but separators. */
+static int cookie_name_ok(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *p) != NULL)
+            return 0;
+    return 1;
+}
+
 static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st, char *v,
                       const char *file, int line, char err[WSG_ERRLEN])
 {
@@ -941,6 +964,11 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
         }
         if (strlen(v) >= st->size) {
             wsg_cfg_fail(err, file, line, st->name, "value is longer than %zu bytes", st->size - 1);
+            return -1;
+        }
+        /* a cookie name is an RFC 6265 token: no separators, controls or spaces */
+        if (strcmp(st->name, "affinity_cookie") == 0 && !cookie_name_ok(v)) {
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a cookie name (RFC 6265 token)", v);
             return -1;
         }
         strcpy(field, v);

@@ -14,6 +14,9 @@
 
 #include "policies/base/err.h"
 #include "gateway/proxyproto.h"
+
+#define WSG_AFFINITY_IP 0
+#define WSG_AFFINITY_COOKIE 1
 #include "policies/policy.h"
 
 #define WSG_CFG_MAX_LISTEN 16
@@ -61,6 +64,10 @@ struct wsg_cfg {
     /* scalars */
     unsigned workers;                /* 0 = number of CPUs */
     unsigned hash_prefix;            /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
+    unsigned affinity;               /* WSG_AFFINITY_IP (0) or WSG_AFFINITY_COOKIE (1) */
+    char affinity_cookie[64];        /* the cookie's name (an RFC 6265 token) */
+    double affinity_cookie_ttl;      /* seconds a token is honoured after it was issued */
+    char affinity_key_file[512];     /* HMAC key shared by a fleet ("" = per-process random key) */
     unsigned max_fails;              /* passive health */
     double fail_timeout;             /* seconds */
     double handshake_timeout;        /* TLS handshake */

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/affinity.h"
+
 /* ------------------------------------------------------------------ error answers */
 
 /* Answers an HTTP error (before any response byte went out) and closes after it. */
@@ -80,6 +82,58 @@ static void copy_field(char *dst, size_t cap, const char *src, size_t len)
         len = cap - 1;
     memcpy(dst, src, len);
     dst[len] = '\0';
+}
+
+/* affinity cookie: which upstream of the route's group the request's cookie names (c->x.aff_peer),
+ * counted by what the cookie was. Forged, expired and foreign tokens leave the choice to the hash. */
+static void affinity_read(struct wsg_conn *c, const struct wsg_http_req *req, const struct wsg_upstreams *ups)
+{
+    const struct wsg_cfg *cfg = cfg_of(c);
+    enum wsg_aff_result best = WSG_AFF_NONE;
+    uint64_t id = 0;
+    uint32_t exp = 0;
+    for (size_t i = 0; i < req->num_headers && best != WSG_AFF_VALID; i++) {
+        const struct wsg_http_header *h = &req->headers[i];
+        if (h->name_len != 6 || strncasecmp(h->name, "Cookie", 6) != 0)
+            continue;
+        enum wsg_aff_result r = wsg_affinity_find(c->rt->affinity_key, cfg->affinity_cookie, h->value,
+                                                  h->value_len, (uint32_t)now_of(c), &id, &exp);
+        if (r == WSG_AFF_VALID || best == WSG_AFF_NONE || r == WSG_AFF_EXPIRED)
+            best = r;
+    }
+    if (best == WSG_AFF_NONE)
+        return;
+    if (best == WSG_AFF_VALID) {
+        for (size_t i = 0; i < ups->npeers; i++)
+            if (wsg_affinity_peer_id(ups->peers[i].name) == id) {
+                c->x.aff_peer = (unsigned)i + 1;
+                c->x.aff_expires = exp;
+                wsg_m_add(&metrics(c)->c[WSG_M_AFF_FOLLOWED], 1);
+                return;
+            }
+        wsg_m_add(&metrics(c)->c[WSG_M_AFF_FOREIGN], 1);
+        return;
+    }
+    wsg_m_add(&metrics(c)->c[best == WSG_AFF_EXPIRED ? WSG_M_AFF_EXPIRED : WSG_M_AFF_FORGED], 1);
+}
+
+/* affinity cookie: the Set-Cookie line for the response, or NULL when the request's own cookie
+ * already names the upstream that answers and is less than half-way through its life. */
+static const char *affinity_set_cookie(struct wsg_conn *c, char *line, size_t cap)
+{
+    const struct wsg_cfg *cfg = cfg_of(c);
+    if (cfg->affinity != WSG_AFFINITY_COOKIE || c->peer == NULL || c->ups == NULL)
+        return NULL;
+    uint32_t now = (uint32_t)now_of(c);
+    if (c->x.aff_peer != 0 && &c->ups->peers[c->x.aff_peer - 1] == c->peer &&
+        c->x.aff_expires - now > cfg->affinity_cookie_ttl / 2)
+        return NULL;
+    char token[WSG_AFF_TOKEN_LEN + 1];
+    wsg_affinity_make(c->rt->affinity_key, wsg_affinity_peer_id(c->peer->name),
+                      now + (uint32_t)cfg->affinity_cookie_ttl, token);
+    int n = snprintf(line, cap, "Set-Cookie: %s=%s; Path=/; Secure; HttpOnly; SameSite=Lax\r\n",
+                     cfg->affinity_cookie, token);
+    return n > 0 && (size_t)n < cap ? line : NULL;
 }
 
 /* A complete request head is in cli_plain: check it, rewrite it into up.out, pick the upstream. */
@@ -232,10 +286,13 @@ int wsg_conn_http_head(struct wsg_conn *c)
     wsg_buf_consume(&c->cli_plain, (uint32_t)n);
     set_state(c, req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP);
 
-    /* Reuse the kept-alive upstream connection when it serves the same group, else pick one:
-     * same client, same ranking. */
+    /* Reuse the kept-alive upstream connection when it serves the same group (and is the upstream
+     * a valid affinity cookie names), else pick one: same client, same ranking. */
+    if (cfg->affinity == WSG_AFFINITY_COOKIE)
+        affinity_read(c, &req, c->rt->ups[c->route]);
     c->flags &= ~WSG_CF_UP_REUSED;
-    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting && c->ups == c->rt->ups[c->route]) {
+    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting && c->ups == c->rt->ups[c->route] &&
+        (c->x.aff_peer == 0 || c->peer == &c->ups->peers[c->x.aff_peer - 1])) {
         c->flags |= WSG_CF_UP_REUSED;
         set_deadline(c, cfg->upstream_timeout);
         return 1;
@@ -377,6 +434,8 @@ int wsg_conn_http_resp_head(struct wsg_conn *c)
             wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD, "upstream accepted an extension that was not offered");
             return 1;
         }
+        char cookie[160];
+        resp.extra_headers = affinity_set_cookie(c, cookie, sizeof(cookie));
         if (wsg_http_write_response(&resp, 1, &c->cli_ptx) != 0)
             return 0; /* wait for room */
         wsg_buf_consume(&c->up.in, (uint32_t)n);
@@ -399,6 +458,8 @@ int wsg_conn_http_resp_head(struct wsg_conn *c)
     }
     if (resp.body == WSG_BODY_EOF)
         c->x.keep_alive = 0;
+    char cookie[160];
+    resp.extra_headers = affinity_set_cookie(c, cookie, sizeof(cookie));
     if (wsg_http_write_response(&resp, c->x.keep_alive, &c->cli_ptx) != 0)
         return 0;
     wsg_buf_consume(&c->up.in, (uint32_t)n);

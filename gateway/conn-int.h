@@ -80,6 +80,8 @@ struct wsg_xchg {
     uint64_t resp_bytes;
     double t0;
     char ws_accept[29];
+    unsigned aff_peer;    /* affinity cookie: 1 + index in c->ups of the upstream it names, 0 none */
+    uint32_t aff_expires; /* that token's expiry (Unix seconds) */
 };
 
 struct wsg_conn {

@@ -132,8 +132,14 @@ int wsg_conn_upstream_open(struct wsg_conn *c)
 {
     struct wsg_upstreams *ups = c->ups;
     for (;;) {
-        struct wsg_peer *p =
-            wsg_upstream_pick(ups, (const struct sockaddr *)&c->peer_addr, c->tried, now_of(c));
+        struct wsg_peer *p = NULL;
+        /* affinity cookie: the upstream it names first, while it is up and untried */
+        unsigned aff = c->x.aff_peer;
+        if (aff != 0 && !(c->tried & (1ull << (aff - 1))) &&
+            wsg_upstream_is_up(&ups->peers[aff - 1], now_of(c)))
+            p = &ups->peers[aff - 1];
+        if (p == NULL)
+            p = wsg_upstream_pick(ups, (const struct sockaddr *)&c->peer_addr, c->tried, now_of(c));
         if (p == NULL)
             return -1;
         c->peer = p;

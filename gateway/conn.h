@@ -32,6 +32,7 @@ struct wsg_runtime {
     const struct wsg_cfg *cfg;
     /* [0]: the global upstreams; [i + 1]: route i's own group, or the global table again */
     struct wsg_upstreams *ups[1 + WSG_CFG_MAX_ROUTES];
+    uint8_t affinity_key[32]; /* HMAC key of affinity cookies (gateway/affinity.h) */
 };
 
 /* What all workers share. */

@@ -625,6 +625,7 @@ int wsg_http_parse_response(const char *buf, size_t len, const struct wsg_http_l
     if (why == NULL)
         why = &why_dummy;
     lim_values(lim, &max_head, &max_target, &max_hdrs);
+    resp->extra_headers = NULL;
     const char *end = buf + (len < max_head ? len : max_head);
     const char *p = parse_status_line(buf, end, resp, &e);
     if (p != NULL)
@@ -1002,6 +1003,8 @@ int wsg_http_write_response(const struct wsg_http_resp *resp, int keep_alive, st
             continue;
         emit_header(&o, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
     }
+    if (resp->extra_headers != NULL)
+        emits(&o, resp->extra_headers);
     if (resp->status == 101)
         emits(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     else if (resp->status >= 200)

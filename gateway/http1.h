@@ -70,6 +70,9 @@ struct wsg_http_resp {
     const struct wsg_http_header *ws_accept; /* Sec-WebSocket-Accept when status == 101 */
     const struct wsg_http_header *upgrade;   /* Upgrade header, if any */
     unsigned conn_upgrade : 1;               /* Connection lists "upgrade" */
+    /* set by the caller, not the parser: header lines ("Name: value\r\n"...) that
+     * wsg_http_write_response adds (the affinity cookie); NULL for none */
+    const char *extra_headers;
 };
 
 int wsg_http_parse_request(const char *buf, size_t len, const struct wsg_http_limits *lim,

@@ -78,6 +78,9 @@ static int check_key_permissions(const struct wsg_cfg *cfg, char err[WSG_ERRLEN]
     if (cfg->ticket_key_file[0] != '\0' &&
         check_secret_mode(cfg->ticket_key_file, "ticket key file", err) != 0)
         return -1;
+    if (cfg->affinity_key_file[0] != '\0' &&
+        check_secret_mode(cfg->affinity_key_file, "affinity key file", err) != 0)
+        return -1;
     return 0;
 }
 
@@ -169,6 +172,50 @@ static void runtime_free(struct wsg_runtime *rt)
     free(rt);
 }
 
+/* The affinity cookies' HMAC key: derived from affinity_key_file (whatever bytes it holds, at
+ * least 32, so a fleet sharing the file shares the key), else one random key for the life of the
+ * process (kept across reloads). */
+static int affinity_key(const struct wsg_cfg *cfg, uint8_t key[32], char err[WSG_ERRLEN])
+{
+    static uint8_t process_key[32];
+    static int have_process_key;
+    if (cfg->affinity_key_file[0] == '\0') {
+        if (!have_process_key) {
+            struct wsg_rng *r = wsg_rng_new();
+            if (r == NULL || wsg_rng_fill(r, process_key, sizeof(process_key)) != 0) {
+                wsg_rng_free(r);
+                snprintf(err, WSG_ERRLEN, "affinity: no random key (CSPRNG failed)");
+                return -1;
+            }
+            wsg_rng_free(r);
+            have_process_key = 1;
+        }
+        memcpy(key, process_key, 32);
+        return 0;
+    }
+    uint8_t buf[4096];
+    FILE *f = fopen(cfg->affinity_key_file, "rb");
+    if (f == NULL) {
+        snprintf(err, WSG_ERRLEN, "affinity_key_file %.200s: %s", cfg->affinity_key_file, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    int rc = 0;
+    if (n < 32 || more) {
+        snprintf(err, WSG_ERRLEN,
+                 "affinity_key_file %.120s: %zu bytes, want 32 to %zu (head -c 32 /dev/urandom)",
+                 cfg->affinity_key_file, more ? sizeof(buf) + 1 : n, sizeof(buf));
+        rc = -1;
+    } else if (wsg_hmac_sha256(buf, n, (const uint8_t *)"wsgate affinity key", 19, key) != 0) {
+        snprintf(err, WSG_ERRLEN, "affinity_key_file: HMAC failed");
+        rc = -1;
+    }
+    memset(buf, 0, sizeof(buf));
+    return rc;
+}
+
 /* Takes ownership of cfg: the upstream tables of the default route and of every route that has
  * its own group. */
 static struct wsg_runtime *runtime_new(struct wsg_cfg *cfg, char err[WSG_ERRLEN])
@@ -180,6 +227,8 @@ static struct wsg_runtime *runtime_new(struct wsg_cfg *cfg, char err[WSG_ERRLEN]
         return NULL;
     }
     rt->cfg = cfg;
+    if (affinity_key(cfg, rt->affinity_key, err) != 0)
+        goto fail;
     if ((rt->ups[0] = build_upstreams(cfg, cfg->upstream, cfg->nupstream, err)) == NULL)
         goto fail;
     for (unsigned i = 0; i < cfg->nroutes; i++) {

@@ -130,6 +130,13 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
     for (unsigned i = 0; i < 5; i++)
         fprintf(f, "wsgate_proxy_protocol_headers_total{result=\"%s\"} %llu\n", pp[i],
                 (unsigned long long)m->c[WSG_M_PROXY_OK + i]);
+    fprintf(f, "# HELP wsgate_affinity_cookies_total Requests that carried an affinity cookie, by what "
+               "it was (only followed ones chose the upstream).\n"
+               "# TYPE wsgate_affinity_cookies_total counter\n");
+    static const char *const aff[] = {"followed", "foreign", "expired", "forged"};
+    for (unsigned i = 0; i < 4; i++)
+        fprintf(f, "wsgate_affinity_cookies_total{result=\"%s\"} %llu\n", aff[i],
+                (unsigned long long)m->c[WSG_M_AFF_FOLLOWED + i]);
     counter(f, "wsgate_upstream_connects_total", "Successful upstream connects.",
             m->c[WSG_M_UPSTREAM_CONNECTS]);
     counter(f, "wsgate_upstream_connect_failures_total", "Refused or timed-out upstream connects.",

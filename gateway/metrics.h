@@ -33,6 +33,11 @@ enum wsg_counter {
     WSG_M_PROXY_INVALID,    /* malformed header (or none: other bytes first): closed */
     WSG_M_PROXY_INCOMPLETE, /* no whole header within handshake_timeout, or EOF before it: closed */
     WSG_M_PROXY_UNTRUSTED,  /* from an address outside proxy_protocol_from: closed at accept */
+    /* affinity cookie (affinity cookie): what a request's cookie was */
+    WSG_M_AFF_FOLLOWED, /* valid, and it named an upstream of the route's group */
+    WSG_M_AFF_FOREIGN,  /* valid, but naming no upstream of this group: the hash decides */
+    WSG_M_AFF_EXPIRED,  /* signed by us, older than affinity_cookie_ttl: the hash decides */
+    WSG_M_AFF_FORGED,   /* not a token signed with our key: the hash decides */
     WSG_M__COUNT
 };
 

@@ -209,6 +209,11 @@ static int is_down(struct wsg_peer *p, double now)
     return down;
 }
 
+int wsg_upstream_is_up(struct wsg_peer *p, double now)
+{
+    return !is_down(p, now);
+}
+
 struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockaddr *client, uint64_t tried,
                                    double now)
 {

@@ -59,6 +59,8 @@ size_t wsg_upstream_rank(const struct wsg_upstreams *u, const struct sockaddr *c
  */
 struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockaddr *client, uint64_t tried,
                                    double now);
+/* 1 when p may take a new session now (not marked down by the passive checks). */
+int wsg_upstream_is_up(struct wsg_peer *p, double now);
 /* Reports the outcome of a connection attempt (failed=1: connect refused/timed out). */
 void wsg_upstream_release(struct wsg_upstreams *u, struct wsg_peer *p, int failed, double now);
 static inline unsigned wsg_upstream_index(const struct wsg_upstreams *u, const struct wsg_peer *p)

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <mbedtls/error.h>
+#include <mbedtls/md.h>
 #include <mbedtls/platform_util.h>
 
 #include "policies/base/buf.h"
@@ -449,6 +450,12 @@ struct wsg_rng *wsg_rng_new(void)
     }
     r->pool_off = RNG_POOL;
     return r;
+}
+
+int wsg_hmac_sha256(const uint8_t *key, size_t klen, const uint8_t *msg, size_t mlen, uint8_t out[32])
+{
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    return md != NULL && mbedtls_md_hmac(md, key, klen, msg, mlen, out) == 0 ? 0 : -1;
 }
 
 int wsg_rng_fill(struct wsg_rng *r, uint8_t *dst, size_t len)

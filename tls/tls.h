@@ -150,6 +150,10 @@ struct wsg_rng *wsg_rng_new(void);
 int wsg_rng_fill(struct wsg_rng *r, uint8_t *dst, size_t len);
 void wsg_rng_free(struct wsg_rng *r);
 
+/* HMAC-SHA256 (RFC 2104) of msg under key, for tokens the gateway signs (gateway/affinity.c).
+ * @return 0, or -1 when mbedTLS fails. */
+int wsg_hmac_sha256(const uint8_t *key, size_t klen, const uint8_t *msg, size_t mlen, uint8_t out[32]);
+
 /* Helpers for writing certificates (the generated pair here, wsgate-certs gen): "CN=<name>" with
  * the characters RFC 4514 treats specially escaped, and a time as mbedTLS's "YYYYMMDDhhmmss" (UTC).
  * Both return 0, or -1 when out is too small or the time out of range. */

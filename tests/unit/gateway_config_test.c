@@ -503,6 +503,34 @@ static void test_load_file_errors(void **state)
     assert_string_equal(err, "wsgate.conf:1: line contains a NUL byte");
 }
 
+/* affinity, affinity_cookie, affinity_cookie_ttl (issue 14): defaults and bad values, each named
+ * with file, line and key. */
+static void test_affinity_settings(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = fresh();
+    assert_int_equal(c->affinity, WSG_AFFINITY_IP);
+    assert_string_equal(c->affinity_cookie, "wsgate_upstream");
+    assert_true(c->affinity_cookie_ttl == 86400);
+    assert_string_equal(c->affinity_key_file, "");
+    assert_string_equal(set(c, "affinity", "cookie"), "");
+    assert_int_equal(c->affinity, WSG_AFFINITY_COOKIE);
+    assert_string_equal(set(c, "affinity", "ip"), "");
+    assert_int_equal(c->affinity, WSG_AFFINITY_IP);
+    assert_string_equal(set(c, "affinity", "sticky"),
+                        "wsgate.conf:12: affinity: \"sticky\" is not one of: ip cookie");
+    assert_string_equal(set(c, "affinity_cookie", "SERVERID"), "");
+    assert_string_equal(c->affinity_cookie, "SERVERID");
+    const char *bad[] = {"a b", "a;b", "a=b", "a,b", "a\"b", "(a)", "a/b", "a\x7f"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_non_null(strstr(set(c, "affinity_cookie", bad[i]), "affinity_cookie: "));
+    assert_string_equal(c->affinity_cookie, "SERVERID"); /* unchanged by the refusals */
+    assert_string_equal(set(c, "affinity_cookie_ttl", "10m"), "");
+    assert_true(c->affinity_cookie_ttl == 600);
+    assert_non_null(strstr(set(c, "affinity_cookie_ttl", "10s"), "wsgate.conf:12: affinity_cookie_ttl: "));
+    assert_non_null(strstr(set(c, "affinity_cookie_ttl", "soon"), "wsgate.conf:12: affinity_cookie_ttl: "));
+}
+
 /* listen ADDR proxy_protocol (issue 14) and proxy_protocol_from. */
 static void test_proxy_protocol_settings(void **state)
 {
@@ -642,6 +670,10 @@ static void test_help_and_markdown(void **state)
                                   "upstream",
                                   "workers",
                                   "hash_prefix",
+                                  "affinity",
+                                  "affinity_cookie",
+                                  "affinity_cookie_ttl",
+                                  "affinity_key_file",
                                   "max_fails",
                                   "fail_timeout",
                                   "handshake_timeout",
@@ -1176,6 +1208,7 @@ int main(void)
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_proxy_protocol_settings),
+        cmocka_unit_test(test_affinity_settings),
         cmocka_unit_test(test_help_and_markdown),
         cmocka_unit_test(test_policy_settings),
         cmocka_unit_test(test_policy_errors),

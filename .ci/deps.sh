@@ -14,11 +14,11 @@ deps=$top/build/deps
 
 # mbedTLS from source: patch, bzip2/xz-utils (its tarballs), Debian's python3 with jinja2 and
 # jsonschema (its driver-dispatch generator), nettle-dev (the PSA driver's primitives).
-need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev patch bzip2 xz-utils python3 python3-jinja2
+need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev libhiredis-dev patch bzip2 xz-utils python3 python3-jinja2
     python3-jsonschema)
 case $what in
 run) need_pkgs+=(nodejs) ;;
-test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh man-db groff-base prometheus dpkg-dev debhelper lintian haproxy) ;;
+test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh man-db groff-base prometheus dpkg-dev debhelper lintian haproxy redis-server) ;;
 bench) need_pkgs+=(libcmocka-dev nginx-light haproxy openssl) ;;
 esac
 

@@ -31,8 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     static const int64_t rel[4] = {-1, 0, 1, 86400};
     char tok[WSG_AFF_TOKEN_LEN + 1];
-    wsg_affinity_make(key, (uint64_t)(ctrl >> 3) * 0x9E3779B97F4A7C15ULL, (uint32_t)(NOW + rel[(ctrl >> 1) & 3]),
-                      tok);
+    wsg_affinity_make(key, (uint64_t)(ctrl >> 3) * 0x9E3779B97F4A7C15ULL,
+                      (uint32_t)(NOW + rel[(ctrl >> 1) & 3]), tok);
     /* the header, with "@@" expanded when asked */
     size_t cap = in.n * WSG_AFF_TOKEN_LEN / 2 + 1, len = 0;
     char *hdr = malloc(cap);

@@ -90,6 +90,17 @@ static const struct setting settings[] = {
      "HMAC key for affinity tokens, at least 32 bytes (head -c 32 /dev/urandom > FILE), the same on "
      "every gateway of a fleet; refused when readable by group or others (key_permissions); empty = "
      "a random key per process (tokens then hold on this gateway only, until it restarts)"},
+    {"redis", T_STRING, 0, 0, NULL, FIELD(redis), NULL,
+     "Redis server shared by a fleet of gateways, HOST:PORT or unix:PATH: ip_rate_messages, "
+     "ip_rate_bytes, ip_upgrades and ip_max_conns then count over every gateway using it (each keeps "
+     "local counts and syncs every redis_sync; Redis down = local counting); empty = off"},
+    {"redis_password", T_STRING, 0, 0, NULL, FIELD(redis_password), NULL,
+     "sent with AUTH after connecting to redis (empty = none)"},
+    {"redis_prefix", T_STRING, 0, 0, "wsgate:", FIELD(redis_prefix), NULL,
+     "prefix of every Redis key wsgate writes (several fleets can share one Redis)"},
+    {"redis_sync", T_DURATION, 0.01, 10, "100ms", FIELD(redis_sync), NULL,
+     "how often each gateway adds its counts to Redis and reads the fleet's (the fleet-wide rate "
+     "is held within about one interval's worth)"},
     {"max_fails", T_UINT, 0, 1000, "1", FIELD(max_fails), NULL,
      "failed connects within fail_timeout that mark an upstream down (0 = never)"},
     {"fail_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(fail_timeout), NULL,
@@ -935,6 +946,19 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
     return 0;
 }
 
+/* redis: "HOST:PORT" (port 1-65535, "[v6]:PORT" too) or "unix:/absolute/path". */
+static int redis_addr_ok(const char *v)
+{
+    if (strncmp(v, "unix:", 5) == 0)
+        return v[5] == '/';
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v || colon[1] == '\0')
+        return 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port >= 1 && port <= 65535 && colon[1] != '-' && colon[1] != '+';
+}
+
 /* A cookie name is an RFC 6265 token (RFC 7230 tchar): visible ASCII but separators. */
 static int cookie_name_ok(const char *v)
 {
@@ -967,6 +991,10 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
             return -1;
         }
         /* a cookie name is an RFC 6265 token: no separators, controls or spaces */
+        if (strcmp(st->name, "redis") == 0 && !redis_addr_ok(v)) {
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not HOST:PORT or unix:/PATH", v);
+            return -1;
+        }
         if (strcmp(st->name, "affinity_cookie") == 0 && !cookie_name_ok(v)) {
             wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not a cookie name (RFC 6265 token)", v);
             return -1;

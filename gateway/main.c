@@ -25,6 +25,7 @@
 #include "gateway/admin.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/fleet.h"
 #include "gateway/log.h"
 #include "gateway/upstream.h"
 #include "tls/tls.h"
@@ -44,6 +45,7 @@ static struct {
     struct ev_loop *loop;
     unsigned long reloads_ok, reloads_failed;
     struct wsg_runtime *old[MAX_OLD]; /* replaced runtimes: connections may still use them */
+    struct wsg_fleet *fleet;          /* redis: the per-IP rules' sync thread (NULL: off) */
     unsigned nold;
 } g;
 
@@ -457,6 +459,7 @@ static void admin_metrics(FILE *f)
     for (unsigned r = 0; r < rt->cfg->nroutes && r + 1 < WSG_M_ROUTES; r++)
         names[r + 1] = rt->cfg->routes[r].name;
     wsg_metrics_print(f, &sum, names, rt->cfg->nroutes + 1);
+    wsg_fleet_metrics(g.fleet, f);
     fprintf(f, "# HELP wsgate_reloads_total Configuration reloads by result.\n# TYPE wsgate_reloads_total "
                "counter\n");
     fprintf(f, "wsgate_reloads_total{result=\"ok\"} %lu\nwsgate_reloads_total{result=\"failed\"} %lu\n",
@@ -580,6 +583,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: out of memory for the per-IP table\n");
         return 1;
     }
+    if (cfg->redis[0] != '\0' && (g.fleet = wsg_fleet_start(g.sh.ipt, cfg, err)) == NULL) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
     if (wsg_log_open_access(cfg->access_log) != 0) {
         fprintf(stderr, "wsgate: access_log %s: %s\n", cfg->access_log, strerror(errno));
         return 1;
@@ -662,6 +669,7 @@ int main(int argc, char **argv)
     runtime_free(g.sh.rt);
     for (unsigned i = 0; i < g.nold; i++)
         runtime_free(g.old[i]);
+    wsg_fleet_stop(g.fleet);
     wsg_iptable_free(g.sh.ipt);
     ev_loop_destroy(loop);
     return 0;

@@ -36,6 +36,14 @@ struct ipent {
     uint32_t chain;      /* next entry in the same hash chain */
     uint32_t prev, next; /* in the idle or the live list */
     struct wsg_bucket msgs, bytes, upgrades;
+    /* fleet (redis, gateway/fleet.c): what this process consumed since the last sync, the
+     * fleet's counters as last read, the other gateways' live connections and when learned */
+    int64_t d_msgs, d_bytes, d_upg;
+    int64_t seen_msgs, seen_bytes, seen_upg;
+    uint32_t remote_conns;
+    uint8_t fleet_seen; /* the counters were read once: later reads charge the difference */
+    uint8_t dirty;      /* consumed since the last collect */
+    double remote_at;
 };
 
 struct list {
@@ -58,6 +66,7 @@ struct wsg_iptable {
     struct shard *shards;
     unsigned nshards, shift; /* shard = hash >> shift */
     uint64_t seed;
+    double remote_ttl; /* fleet: other gateways' connection counts older than this are ignored */
 };
 
 static uint32_t per_shard(size_t max_entries, unsigned nshards)
@@ -300,13 +309,16 @@ double wsg_iptable_conn_begin(struct wsg_iptable *t, const struct wsg_ip_key *k,
     }
     struct ipent *e = ent(s, i);
     touch(s, i);
-    if (p->ip_max_conns != 0 && e->conns >= p->ip_max_conns) {
+    uint32_t remote = t->remote_ttl > 0 && now - e->remote_at < t->remote_ttl ? e->remote_conns : 0;
+    if (p->ip_max_conns != 0 && e->conns + remote >= p->ip_max_conns) {
         wait = RETRY_CONNS; /* nobody knows when a connection will end: try again in a second */
         goto out;
     }
     wait = wsg_bucket_take(&e->upgrades, &p->ip_upgrades, 1, now);
     if (wait > 0)
         goto out;
+    e->d_upg++;
+    e->dirty = 1;
     if (e->conns++ == 0) {
         unlink_from(s, &s->idle, i);
         push_front(s, &s->live, i);
@@ -364,10 +376,15 @@ double wsg_iptable_take_n(struct wsg_iptable *t, const struct wsg_ip_key *k, con
         wb = wsg_bucket_wait(&e->bytes, &p->ip_bytes, bytes);
     }
     if (wm == 0 && wb == 0) { /* both or neither */
-        if (msgs_on)
+        if (msgs_on) {
             e->msgs.tokens -= msgs;
-        if (bytes_on)
+            e->d_msgs += (int64_t)msgs;
+        }
+        if (bytes_on) {
             e->bytes.tokens -= bytes;
+            e->d_bytes += (int64_t)bytes;
+        }
+        e->dirty = 1;
     }
     wait = wm > wb ? wm : wb;
 out:
@@ -410,4 +427,72 @@ size_t wsg_iptable_shard_entries(struct wsg_iptable *t, unsigned shard)
     size_t n = s->count;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+/* ---- fleet (policy.h) ---- */
+
+void wsg_iptable_fleet_enable(struct wsg_iptable *t, double remote_ttl)
+{
+    t->remote_ttl = remote_ttl;
+}
+
+static int collect_one(struct ipent *e, struct wsg_ip_fleet_item *it)
+{
+    if (e->key.route == UINT32_MAX) /* max_connections_per_ip: this gateway's own rule */
+        return 0;
+    it->key = e->key;
+    it->d_msgs = e->d_msgs;
+    it->d_bytes = e->d_bytes;
+    it->d_upg = e->d_upg;
+    it->conns = e->conns;
+    e->d_msgs = e->d_bytes = e->d_upg = 0;
+    e->dirty = 0;
+    return 1;
+}
+
+size_t wsg_iptable_fleet_collect(struct wsg_iptable *t, struct wsg_ip_fleet_item *out, size_t max)
+{
+    size_t n = 0;
+    for (unsigned si = 0; si < t->nshards && n < max; si++) {
+        struct shard *s = &t->shards[si];
+        pthread_mutex_lock(&s->mu);
+        for (uint32_t i = s->live.head; i != NIL && n < max; i = ent(s, i)->next)
+            n += (size_t)collect_one(ent(s, i), &out[n]);
+        /* idle entries that consumed since the last sync are at the front of the LRU (a
+         * connection that just ended): stop at the first clean one */
+        for (uint32_t i = s->idle.head; i != NIL && n < max && ent(s, i)->dirty; i = ent(s, i)->next)
+            n += (size_t)collect_one(ent(s, i), &out[n]);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return n;
+}
+
+/* What the other gateways consumed since the last read of one counter. */
+static int64_t remote_part(int64_t total, int64_t mine, int64_t *seen, int first)
+{
+    int64_t r = total - mine - *seen;
+    *seen = total;
+    /* first read: history before this gateway knew the address is not charged; a counter that
+     * went backwards expired in Redis (or Redis restarted): start over from it */
+    return first || r < 0 ? 0 : r;
+}
+
+void wsg_iptable_fleet_apply(struct wsg_iptable *t, const struct wsg_ip_fleet_item *it, int64_t tot_msgs,
+                             int64_t tot_bytes, int64_t tot_upg, uint32_t remote_conns, double now)
+{
+    uint64_t h = hash_key(t, &it->key);
+    struct shard *s = shard_of(t, h);
+    pthread_mutex_lock(&s->mu);
+    uint32_t i = lookup(s, &it->key, h);
+    if (i != NIL) {
+        struct ipent *e = ent(s, i);
+        int first = !e->fleet_seen;
+        e->msgs.tokens -= (double)remote_part(tot_msgs, it->d_msgs, &e->seen_msgs, first);
+        e->bytes.tokens -= (double)remote_part(tot_bytes, it->d_bytes, &e->seen_bytes, first);
+        e->upgrades.tokens -= (double)remote_part(tot_upg, it->d_upg, &e->seen_upg, first);
+        e->fleet_seen = 1;
+        e->remote_conns = remote_conns;
+        e->remote_at = now;
+    }
+    pthread_mutex_unlock(&s->mu);
 }

@@ -129,6 +129,26 @@ double wsg_iptable_take(struct wsg_iptable *t, const struct wsg_ip_key *k, const
  * still count. */
 double wsg_iptable_take_n(struct wsg_iptable *t, const struct wsg_ip_key *k, const struct wsg_policy *p,
                           double msgs, double bytes, double now);
+/* ---- fleet: the per-IP rules counted over several gateways (gateway/fleet.c, through Redis) ----
+ * Each gateway keeps its own buckets and counts what it consumes; every sync interval the fleet
+ * module collects those deltas, adds them to shared counters, and charges back what the other
+ * gateways consumed meanwhile (the counters' growth minus its own delta), plus their live
+ * connection counts for ip_max_conns. Nothing here waits for the network. */
+struct wsg_ip_fleet_item {
+    struct wsg_ip_key key;
+    int64_t d_msgs, d_bytes, d_upg; /* consumed here since the previous collect */
+    uint32_t conns;                 /* live connections here */
+};
+/* Turns on ip_max_conns over the fleet: remote counts are used while younger than remote_ttl. */
+void wsg_iptable_fleet_enable(struct wsg_iptable *t, double remote_ttl);
+/* Copies out (and resets the deltas of) up to max entries that have live connections or consumed
+ * since the last call. Entries of max_connections_per_ip (route UINT32_MAX) stay local. */
+size_t wsg_iptable_fleet_collect(struct wsg_iptable *t, struct wsg_ip_fleet_item *out, size_t max);
+/* The shared counters after this gateway's delta of it was added (tot_*), and the other
+ * gateways' live connections: charges what the others consumed since the previous apply. */
+void wsg_iptable_fleet_apply(struct wsg_iptable *t, const struct wsg_ip_fleet_item *it, int64_t tot_msgs,
+                             int64_t tot_bytes, int64_t tot_upg, uint32_t remote_conns, double now);
+
 /* Live connections counted for k, or -1 when k has no entry (never seen, or evicted). */
 long wsg_iptable_conns(struct wsg_iptable *t, const struct wsg_ip_key *k);
 

@@ -82,8 +82,14 @@ before(async () => {
   const echo = await startWsEcho();
   const dead = await freePort();
   adminPort = await freePort();
+  // a real redis-server, so that the fleet families (wsgate_redis_*) are exported and charted too
+  const redisPort = await freePort();
+  const redis = spawnChild('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await waitFor(() => new Promise((r) => { const s = net.connect(redisPort, '127.0.0.1', () => { s.destroy(); r(true); }); s.on('error', () => r(false)); }),
+    10000, `redis-server:\n${redis.log()}`);
   gw = await startGateway(['--upstream', echo.addr, '--upstream', `127.0.0.1:${dead}`, '--workers', '2',
-    '--admin', `127.0.0.1:${adminPort}`, '--client_max_frame', '1k', '--access_log', 'off']);
+    '--admin', `127.0.0.1:${adminPort}`, '--client_max_frame', '1k', '--access_log', 'off',
+    '--redis', `127.0.0.1:${redisPort}`, '--ip_rate_messages', '100000']);
   await waitFor(async () => { try { return (await adminRequest(adminPort, '/healthz')).status === 200; } catch { return false; } },
     5000, 'the admin endpoint');
   const dir = fs.mkdtempSync(path.join(tmpDir(), 'prometheus-'));

@@ -16,9 +16,9 @@
 
 #include "gateway/affinity.h"
 
-static const uint8_t key1[WSG_AFF_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+static const uint8_t key1[WSG_AFF_KEY_LEN] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                               17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
-static const uint8_t key2[WSG_AFF_KEY_LEN] = {32, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+static const uint8_t key2[WSG_AFF_KEY_LEN] = {32, 2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                               17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 1};
 #define NOW 1800000000u
 
@@ -117,8 +117,13 @@ static void test_cookie_header(void **state)
             fail_msg("not found in: %s", hdr);
     }
     /* no cookie of that name: names sharing a prefix, other case, empty header */
-    const char *none[] = {"", ";", "wsgate_upstreamx=abc", "Wsgate_upstream=abc", "xwsgate_upstream=abc",
-                          "wsgate_upstream", "a=1; b=2"};
+    const char *none[] = {"",
+                          ";",
+                          "wsgate_upstreamx=abc",
+                          "Wsgate_upstream=abc",
+                          "xwsgate_upstream=abc",
+                          "wsgate_upstream",
+                          "a=1; b=2"};
     for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
         if (find(key1, none[i], &id, &exp) != WSG_AFF_NONE)
             fail_msg("found in: \"%s\"", none[i]);
@@ -156,8 +161,9 @@ static void test_cuts_and_noise(void **state)
         uint32_t exp;
         enum wsg_aff_result r = wsg_affinity_find(key1, "wsgate_upstream", copy, (size_t)cut, NOW, &id, &exp);
         int whole = cut >= (int)(strlen("a=1; wsgate_upstream=") + WSG_AFF_TOKEN_LEN);
-        assert_int_equal(r, whole ? WSG_AFF_VALID : cut > (int)strlen("a=1; wsgate_upstream") ? WSG_AFF_FORGED
-                                                                                                 : WSG_AFF_NONE);
+        assert_int_equal(r, whole                                       ? WSG_AFF_VALID
+                            : cut > (int)strlen("a=1; wsgate_upstream") ? WSG_AFF_FORGED
+                                                                        : WSG_AFF_NONE);
         free(copy);
     }
     srand(7);
@@ -169,7 +175,8 @@ static void test_cuts_and_noise(void **state)
             b[k] = "wsgate_upstream=; \"A-_z9"[rand() % 24];
         uint64_t id;
         uint32_t exp;
-        assert_int_not_equal(wsg_affinity_find(key1, "wsgate_upstream", b, len, NOW, &id, &exp), WSG_AFF_VALID);
+        assert_int_not_equal(wsg_affinity_find(key1, "wsgate_upstream", b, len, NOW, &id, &exp),
+                             WSG_AFF_VALID);
         free(b);
     }
 }
@@ -177,8 +184,8 @@ static void test_cuts_and_noise(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_tamper),        cmocka_unit_test(test_cookie_header),
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_tamper),         cmocka_unit_test(test_cookie_header),
         cmocka_unit_test(test_cuts_and_noise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -531,6 +531,39 @@ static void test_affinity_settings(void **state)
     assert_non_null(strstr(set(c, "affinity_cookie_ttl", "soon"), "wsgate.conf:12: affinity_cookie_ttl: "));
 }
 
+/* redis, redis_prefix, redis_sync (issue 14): defaults and bad values with file, line and key. */
+static void test_redis_settings(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = fresh();
+    assert_string_equal(c->redis, "");
+    assert_string_equal(c->redis_prefix, "wsgate:");
+    assert_true(c->redis_sync > 0.0999 && c->redis_sync < 0.1001);
+    assert_string_equal(set(c, "redis", "127.0.0.1:6379"), "");
+    assert_string_equal(set(c, "redis", "redis.internal:6380"), "");
+    assert_string_equal(set(c, "redis", "[::1]:6379"), "");
+    assert_string_equal(set(c, "redis", "unix:/run/redis/redis.sock"), "");
+    assert_string_equal(c->redis, "unix:/run/redis/redis.sock");
+    const char *bad[] = {"localhost", "localhost:", ":6379", "h:0",
+                         "h:65536",   "h:63x",      "h:-1",  "unix:relative"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *e = set(c, "redis", bad[i]);
+        if (strstr(e, "wsgate.conf:12: redis: ") == NULL ||
+            strstr(e, "is not HOST:PORT or unix:/PATH") == NULL)
+            fail_msg("%s: %s", bad[i], e);
+    }
+    assert_string_equal(c->redis, "unix:/run/redis/redis.sock");
+    assert_string_equal(set(c, "redis_sync", "250ms"), "");
+    assert_true(c->redis_sync > 0.2499 && c->redis_sync < 0.2501);
+    assert_non_null(strstr(set(c, "redis_sync", "1ms"), "wsgate.conf:12: redis_sync: "));
+    assert_non_null(strstr(set(c, "redis_sync", "1m"), "wsgate.conf:12: redis_sync: "));
+    assert_string_equal(set(c, "redis_prefix", "fleet-a:"), "");
+    assert_non_null(strstr(set(c, "redis_prefix",
+                               "x"
+                               "0123456789012345678901234567890123456789012345678901234567890123"),
+                           "wsgate.conf:12: redis_prefix: "));
+}
+
 /* listen ADDR proxy_protocol (issue 14) and proxy_protocol_from. */
 static void test_proxy_protocol_settings(void **state)
 {
@@ -674,6 +707,10 @@ static void test_help_and_markdown(void **state)
                                   "affinity_cookie",
                                   "affinity_cookie_ttl",
                                   "affinity_key_file",
+                                  "redis",
+                                  "redis_password",
+                                  "redis_prefix",
+                                  "redis_sync",
                                   "max_fails",
                                   "fail_timeout",
                                   "handshake_timeout",
@@ -1209,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_proxy_protocol_settings),
         cmocka_unit_test(test_affinity_settings),
+        cmocka_unit_test(test_redis_settings),
         cmocka_unit_test(test_help_and_markdown),
         cmocka_unit_test(test_policy_settings),
         cmocka_unit_test(test_policy_errors),

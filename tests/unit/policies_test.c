@@ -163,6 +163,64 @@ static void test_ip_key(void **state)
     wsg_iptable_free(t);
 }
 
+/* The fleet hooks (issue 14): collect hands out what this process consumed and resets it; apply
+ * charges the others' consumption (counter growth minus our own delta) and their connections. */
+static void test_iptable_fleet(void **state)
+{
+    (void)state;
+    struct wsg_iptable *t = wsg_iptable_new(64, 1);
+    struct wsg_policy p;
+    wsg_policy_defaults(&p);
+    p.ip_max_conns = 3;
+    p.ip_msgs.rate = 10;
+    p.ip_msgs.burst = 10;
+    wsg_iptable_fleet_enable(t, 2.0);
+    struct wsg_ip_key a = keyn(1), g = keyn(2);
+    g.route = UINT32_MAX; /* max_connections_per_ip: never synced */
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 0) == 0);
+    assert_true(wsg_iptable_conn_begin(t, &g, &p, 0) == 0);
+    for (int i = 0; i < 4; i++)
+        assert_true(wsg_iptable_take(t, &a, &p, 100, 0) == 0);
+    struct wsg_ip_fleet_item it[8];
+    assert_int_equal(wsg_iptable_fleet_collect(t, it, 8), 1);
+    assert_memory_equal(&it[0].key, &a, sizeof(a));
+    assert_int_equal(it[0].d_msgs, 4);
+    assert_int_equal(it[0].d_upg, 1);
+    assert_int_equal(it[0].conns, 1);
+    /* first read: the counters' history is not charged; others' connections are */
+    wsg_iptable_fleet_apply(t, &it[0], 1000 + 4, 0, 50, 2, 0.1);
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 0.2) > 0); /* 1 here + 2 elsewhere = 3 */
+    /* collected again: the deltas were reset; live entries always come (heartbeat) */
+    assert_int_equal(wsg_iptable_fleet_collect(t, it, 8), 1);
+    assert_int_equal(it[0].d_msgs, 0);
+    /* the others consumed 9 messages since: 9 tokens charged (10 - 4 - 9 + 2 refilled = -1 at t=0.2) */
+    wsg_iptable_fleet_apply(t, &it[0], 1004 + 9, 0, 50, 0, 0.2);
+    assert_true(wsg_iptable_take(t, &a, &p, 1, 0.2) > 0);
+    assert_true(wsg_iptable_take(t, &a, &p, 1, 0.3) > 0);  /* 0 tokens */
+    assert_true(wsg_iptable_take(t, &a, &p, 1, 0.4) == 0); /* 1 token */
+    /* remote connection counts go stale after remote_ttl */
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 0.3) == 0);
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 0.3) == 0);
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 0.3) > 0); /* 3 here */
+    wsg_iptable_conn_end(t, &a);
+    assert_int_equal(wsg_iptable_fleet_collect(t, it, 8), 1);
+    wsg_iptable_fleet_apply(t, &it[0], 1014, 0, 52, 5, 1.0);
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 1.5) > 0);  /* 2 here + 5 elsewhere */
+    assert_true(wsg_iptable_conn_begin(t, &a, &p, 3.5) == 0); /* the 5 are 2.5 s old: forgotten */
+    /* a counter that went backwards (Redis restarted, key expired) charges nothing */
+    assert_int_equal(wsg_iptable_fleet_collect(t, it, 8), 1);
+    wsg_iptable_fleet_apply(t, &it[0], 3, 0, 1, 0, 3.6);
+    assert_true(wsg_iptable_take(t, &a, &p, 1, 3.6) == 0);
+    /* an idle entry that just consumed is collected once, then not */
+    wsg_iptable_conn_end(t, &a);
+    wsg_iptable_conn_end(t, &a);
+    wsg_iptable_conn_end(t, &a);
+    assert_true(wsg_iptable_take(t, &a, &p, 1, 3.7) == 0);
+    assert_int_equal(wsg_iptable_fleet_collect(t, it, 8), 1);
+    assert_int_equal(wsg_iptable_fleet_collect(t, it, 8), 0);
+    wsg_iptable_free(t);
+}
+
 static void test_iptable_new_and_footprint(void **state)
 {
     (void)state;
@@ -603,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_iptable_admission),
         cmocka_unit_test(test_iptable_take),
         cmocka_unit_test(test_iptable_threads),
+        cmocka_unit_test(test_iptable_fleet),
         cmocka_unit_test(test_match_host),
         cmocka_unit_test(test_match_origin),
         cmocka_unit_test(test_match_subprotocol),

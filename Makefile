@@ -32,7 +32,7 @@ OPT := -O2
 endif
 CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
-LDLIBS := $(MBEDTLS_LIBS) -lhogweed -lnettle -lgmp -lev -lwslay -lhiredis -lpthread -lm
+LDLIBS := $(MBEDTLS_LIBS) -lhogweed -lnettle -lgmp -lev -lwslay -lhiredis -lz -lpthread -lm
 
 LIB_SRCS := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) $(wildcard tls/*.c) $(wildcard frames/*.c) \
             $(wildcard policies/*.c) $(wildcard policies/base/*.c)

@@ -14,7 +14,7 @@ deps=$top/build/deps
 
 # mbedTLS from source: patch, bzip2/xz-utils (its tarballs), Debian's python3 with jinja2 and
 # jsonschema (its driver-dispatch generator), nettle-dev (the PSA driver's primitives).
-need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev libhiredis-dev patch bzip2 xz-utils python3 python3-jinja2
+need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev libhiredis-dev zlib1g-dev patch bzip2 xz-utils python3 python3-jinja2
     python3-jsonschema)
 case $what in
 run) need_pkgs+=(nodejs) ;;

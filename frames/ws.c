@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include <wslay/wslay.h>
+#include <zlib.h>
 
 #include "policies/base/buf.h"
 
@@ -99,6 +100,14 @@ struct wsg_ws_relay {
     uint64_t msg_len;    /* payload bytes of the message so far, as announced by its headers */
     uint64_t msg_frames; /* frames of the message so far */
     uint32_t utf8;       /* DFA state across the fragments of a text message */
+    /* permessage-deflate (lim.deflate): the message in progress is compressed (RSV1 on its first
+     * frame); its compressed bytes so far and what they inflated to. The inflate state exists from
+     * the first compressed message on, and is freed after each one with deflate_no_context. */
+    int msg_z;
+    int msg_zend; /* its deflate stream reached a final block */
+    uint64_t msg_wire, msg_plain;
+    uint64_t frame_plain; /* what the current frame's compressed bytes inflated to */
+    z_stream *zs;
 
     /* A close frame (or a pong of the token's length) is gathered (≤125 bytes) and checked
      * before it is forwarded. */
@@ -413,9 +422,15 @@ static int gate_header(struct wsg_ws_relay *r)
         return fail(r, 1002, "unmasked client frame");
     if (r->dir == WSG_WS_U2C && masked)
         return fail(r, 1002, "masked server frame");
-    /* §5.2: RSV1-3 must be 0 unless an extension defines them; we negotiate none. */
-    if (rsv != 0)
-        return fail(r, 1002, "reserved bit set");
+    /* §5.2: RSV1-3 must be 0 unless an extension defines them. RFC 7692 §6: with permessage-deflate
+     * RSV1 marks the first frame of a compressed message, and nothing else. */
+    int z = 0;
+    if (rsv == 4 && r->lim.deflate && (opcode == OP_TEXT || opcode == OP_BINARY))
+        z = 1;
+    else if (rsv != 0)
+        return fail(r, 1002,
+                    rsv == 4 && r->lim.deflate ? "RSV1 on a continuation or control frame"
+                                               : "reserved bit set");
     /* §5.2: opcodes 3-7 and 0xB-0xF are reserved. */
     if (!(opcode <= OP_BINARY || (opcode >= OP_CLOSE && opcode <= OP_PONG)))
         return fail(r, 1002, "reserved opcode");
@@ -483,8 +498,10 @@ static int gate_header(struct wsg_ws_relay *r)
     r->in_opcode = opcode;
     r->in_len = len;
     r->in_got = 0;
+    r->frame_plain = 0;
     r->in_feed = hdr + len;
-    r->in_fast = !is_control(opcode) && !r->wslay_only;
+    int msg_z = opcode == OP_CONT ? r->msg_z : z;
+    r->in_fast = !is_control(opcode) && (!r->wslay_only || msg_z);
     r->in_gather = opcode == OP_CLOSE || (opcode == OP_PONG && r->pong_set && len == r->pong_len);
     if (!is_control(opcode))
         r->msg_frames = nfrag;
@@ -492,6 +509,9 @@ static int gate_header(struct wsg_ws_relay *r)
         r->msg_opcode = opcode;
         r->msg_len = 0;
         r->utf8 = 0;
+        r->msg_z = z;
+        r->msg_zend = 0;
+        r->msg_wire = r->msg_plain = 0;
     }
     if (!is_control(opcode))
         r->msg_len = add_sat(r->msg_len, len);
@@ -545,7 +565,134 @@ static void frame_in_done(struct wsg_ws_relay *r)
         r->msg_len = 0;
         r->msg_frames = 0;
         r->utf8 = 0;
+        r->msg_z = 0;
     }
+}
+
+static _Thread_local uint8_t z_out[16384]; /* inflated bytes are looked at, then dropped */
+
+/* zlib's allocations go through these, so /metrics can say what inflate contexts hold. */
+static uint64_t z_bytes;
+
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    size_t n = (size_t)items * size;
+    uint64_t *p = malloc(n + sizeof(uint64_t));
+    if (p == NULL)
+        return Z_NULL;
+    *p = n;
+    __atomic_add_fetch(&z_bytes, n, __ATOMIC_RELAXED);
+    return p + 1;
+}
+
+static void z_free(voidpf opaque, voidpf address)
+{
+    (void)opaque;
+    if (address == NULL)
+        return;
+    uint64_t *p = (uint64_t *)address - 1;
+    __atomic_sub_fetch(&z_bytes, *p, __ATOMIC_RELAXED);
+    free(p);
+}
+
+uint64_t wsg_ws_inflate_bytes(void)
+{
+    return __atomic_load_n(&z_bytes, __ATOMIC_RELAXED);
+}
+
+static void z_release(struct wsg_ws_relay *r)
+{
+    if (r->zs != NULL) {
+        inflateEnd(r->zs);
+        free(r->zs);
+        r->zs = NULL;
+    }
+}
+
+/*
+ * RFC 7692 §7.2.2: inflates n compressed bytes of the message in progress (and, at its end, the
+ * 00 00 ff ff tail the sender removed) only to check what they hold: the message's inflated size
+ * against max_message (1009 as soon as it is crossed), the inflate ratio once past 64 KiB, and
+ * UTF-8 of a text message (1007). Output goes to a per-thread scratch buffer and is dropped.
+ * @return 0, or WSG_ERR.
+ */
+static int inflate_check(struct wsg_ws_relay *r, const uint8_t *q, size_t n, int last)
+{
+    static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+    if (r->zs == NULL) {
+        r->zs = calloc(1, sizeof(*r->zs));
+        if (r->zs != NULL) {
+            r->zs->zalloc = z_alloc;
+            r->zs->zfree = z_free;
+        }
+        /* a 2^15 window reads any window size the sender chose (max_window_bits only bounds it) */
+        if (r->zs == NULL || inflateInit2(r->zs, -15) != Z_OK) {
+            free(r->zs);
+            r->zs = NULL;
+            return fail(r, 1011, "out of memory for inflate");
+        }
+    }
+    int text = r->msg_opcode == OP_TEXT && !r->lim.no_utf8;
+    uint64_t wire0 = r->msg_wire; /* the ratio is taken over the compressed bytes inflated so far */
+    for (int part = 0; part < 2; part++) {
+        if (part == 1 && (!last || r->msg_zend))
+            break;
+        if (part == 0 && n > 0 && r->msg_zend) /* RFC 1951: nothing follows the final block */
+            return fail(r, 1007, "compressed data after the final deflate block");
+        r->zs->next_in = (Bytef *)(part == 0 ? q : tail);
+        r->zs->avail_in = (uInt)(part == 0 ? n : sizeof(tail));
+        do {
+            r->zs->next_out = z_out;
+            r->zs->avail_out = sizeof(z_out);
+            int zr = inflate(r->zs, Z_SYNC_FLUSH);
+            size_t got = sizeof(z_out) - r->zs->avail_out;
+            if (part == 0)
+                r->msg_wire = wire0 + (n - r->zs->avail_in);
+            if (zr != Z_OK && zr != Z_BUF_ERROR && zr != Z_STREAM_END)
+                return fail(r, 1007, "invalid compressed data");
+            if (zr == Z_STREAM_END && part == 0 && r->zs->avail_in != 0)
+                return fail(r, 1007, "compressed data after the final deflate block");
+            r->msg_plain += got;
+            r->frame_plain += got;
+            if (r->lim.max_frame != 0 && r->frame_plain > r->lim.max_frame) {
+                r->st.bombs++;
+                return fail(r, 1009, "inflated frame exceeds max_frame");
+            }
+            if (r->lim.max_message != 0 && r->msg_plain > r->lim.max_message) {
+                r->st.bombs++;
+                return fail(r, 1009, "inflated message exceeds max_message");
+            }
+            if (r->lim.deflate_max_ratio != 0 && r->msg_plain > 65536 &&
+                r->msg_plain / (r->msg_wire ? r->msg_wire : 1) >= r->lim.deflate_max_ratio) {
+                r->st.bombs++;
+                return fail(r, 1009, "inflate ratio of the message above deflate_max_ratio");
+            }
+            if (text && got > 0 && (r->utf8 = wsg_utf8_step(r->utf8, z_out, got)) == WSG_UTF8_REJECT)
+                return fail(r, 1007, "invalid UTF-8");
+            if (zr == Z_STREAM_END) {
+                /* a final block (RFC 7692 §7.2.3: allowed): the stream is over, so the next
+                 * message starts a new one whatever the context takeover */
+                r->msg_zend = 1;
+                break;
+            }
+            /* inflate stops when the input is used up or the output full: only the latter loops */
+            if (zr == Z_BUF_ERROR || r->zs->avail_out != 0)
+                break;
+        } while (1);
+    }
+    if (last) {
+        if (text && r->utf8 != WSG_UTF8_ACCEPT)
+            return fail(r, 1007, "truncated UTF-8");
+        r->st.inflated_bytes += r->msg_plain;
+        r->st.compressed_bytes += r->msg_wire;
+        if (r->msg_zend)
+            inflateReset(r->zs);
+        r->msg_zend = 0;
+        if (r->lim.deflate_no_context)
+            z_release(r); /* the sender resets its context: so do we, and free the memory meanwhile */
+    }
+    return 0;
 }
 
 /*
@@ -566,7 +713,15 @@ static int ready_chunk(struct wsg_ws_relay *r, uint8_t *q, size_t n)
             return fail(r, 1011, "mask generation failed");
         memcpy(r->out_hdr + r->out_hdr_len - 4, r->out_key, 4);
     }
-    if (c2u || text) {
+    if (r->msg_z) {
+        /* compressed: unmask, inflate to check, mask with the gateway's key (forwarded as it came) */
+        if (c2u)
+            wsg_ws_payload_pass(q, n, off, r->in_key, NULL, 0, 0);
+        if (inflate_check(r, q, n, off + n == r->in_len && r->in_fin) < 0)
+            return WSG_ERR;
+        if (c2u)
+            wsg_ws_payload_pass(q, n, off, NULL, r->out_key, 0, 0);
+    } else if (c2u || text) {
         /* §5.6, §8.1: text is UTF-8 across the whole message, checked on the unmasked bytes; a
          * message must not end inside a sequence. */
         uint32_t st =
@@ -764,6 +919,7 @@ void wsg_ws_relay_free(struct wsg_ws_relay *r)
         return;
     codec_put(r, 0, !dec_busy(r)); /* mid-frame contexts are destroyed, never reused */
     codec_put(r, 1, !enc_busy(r));
+    z_release(r);
     free(r);
 }
 

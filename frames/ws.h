@@ -27,6 +27,36 @@ void wsg_ws_make_key(const uint8_t rnd[16], char key[25]);
  * Returns the new length (0: header must be dropped). out must have in_len bytes. */
 size_t wsg_ws_strip_deflate(const char *in, size_t in_len, char *out);
 
+/* ---- permessage-deflate (RFC 7692) negotiation: frames/deflate.c ---- */
+
+/* An offer or a negotiated answer. Window bits: 0 = parameter absent. */
+struct wsg_ws_deflate {
+    unsigned server_no_context : 1; /* server_no_context_takeover */
+    unsigned client_no_context : 1; /* client_no_context_takeover */
+    unsigned client_bits_param : 1; /* client_max_window_bits present (with or without a value) */
+    uint8_t server_bits, client_bits;
+};
+/**
+ * Picks the first permessage-deflate offer in one Sec-WebSocket-Extensions value whose parameters
+ * are all RFC 7692 §7.1 ones with valid values and none repeated, and writes it normalised into
+ * out ("permessage-deflate; client_no_context_takeover; client_max_window_bits=12"...), NUL
+ * terminated. Other extensions and invalid offers are left out.
+ * @return its length, 0 when there is none (or it does not fit cap).
+ */
+size_t wsg_ws_deflate_offer(const char *in, size_t len, char *out, size_t cap, struct wsg_ws_deflate *offer);
+/**
+ * Checks the upstream's Sec-WebSocket-Extensions answer against the offer that was forwarded:
+ * exactly one permessage-deflate element, known parameters with valid values, none repeated,
+ * client_max_window_bits only if offered, window sizes within the offer, server_no_context_takeover
+ * and server_max_window_bits echoed when offered (§7.1.1.1, §7.1.2.1).
+ * @return 0 with *neg filled, or -1 with *why (static text).
+ */
+int wsg_ws_deflate_answer(const char *in, size_t len, const struct wsg_ws_deflate *offer,
+                          struct wsg_ws_deflate *neg, const char **why);
+
+/* Bytes held by inflate contexts (zlib's state and window) in the whole process, for /metrics. */
+uint64_t wsg_ws_inflate_bytes(void);
+
 /* ---- Relay of one direction ---- */
 
 enum wsg_ws_dir {
@@ -51,6 +81,11 @@ struct wsg_ws_limits {
     unsigned deny_text : 1;   /* a text message closes 1003 "text messages not allowed" */
     unsigned deny_binary : 1; /* a binary message closes 1003 "binary messages not allowed" */
     unsigned no_utf8 : 1;     /* do not validate text payloads and close reasons as UTF-8 */
+    /* permessage-deflate negotiated on this hop: RSV1 marks a compressed message; it is forwarded
+     * as it came and inflated only to check it (max_message and UTF-8 on the inflated bytes) */
+    unsigned deflate : 1;
+    unsigned deflate_no_context : 1; /* the sender resets its compressor after each message */
+    uint32_t deflate_max_ratio;      /* inflated / compressed, checked past 64 KiB; 0 = none */
 };
 
 /* What the relay saw; counters for logs. */
@@ -59,6 +94,8 @@ struct wsg_ws_stats {
     int close_code; /* code of the close frame relayed in this direction; 1005 if none in it; 0 if no close */
     uint64_t gateway_pongs; /* pongs answering wsg_ws_relay_expect_pong, consumed, not forwarded */
     uint64_t bytes_in;      /* wire bytes taken from src */
+    uint64_t compressed_bytes, inflated_bytes; /* permessage-deflate: payload of compressed messages */
+    uint64_t bombs; /* compressed messages stopped by max_message or deflate_max_ratio */
 };
 
 struct wsg_ws_relay;

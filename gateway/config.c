@@ -164,6 +164,13 @@ static const struct setting settings[] = {
      "burst of ip_upgrades (0 = max(rate, 1))"},
     {"ip_limit_status", T_UINT, 0, 999, "429", POL(ip_limit_status), "429 503",
      "answer to an upgrade over ip_max_conns or ip_upgrades: 429 (with Retry-After) or 503"},
+    {"deflate", T_ENUM, 0, 0, "on", POL(deflate), "off on",
+     "permessage-deflate (RFC 7692): on = the client's offer goes to the upstream (filtered to what "
+     "wsgate can inspect) and compressed messages are forwarded as they came, inflated only to check "
+     "max_message and UTF-8; off = offers stripped, messages uncompressed"},
+    {"deflate_max_ratio", T_UINT, 0, 1000000, "100", POL(deflate_max_ratio), NULL,
+     "a compressed message whose inflated size reaches this many times its compressed size, once "
+     "past 64 KiB inflated, closes 1009 (a decompression bomb; 0 = no ratio check)"},
     {"origins", T_PLIST, 0, 0, NULL, POL(origins), NULL,
      "allowed Origin values, space-separated, repeatable (lines append): https://app.example.com "
      "(scheme, host, port), *.example.com (any scheme), null; others get 403; none = any"},

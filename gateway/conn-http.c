@@ -279,6 +279,20 @@ int wsg_conn_http_head(struct wsg_conn *c)
         fwd.ws_protocols = protos;
         fwd.ws_protocols_len = plen;
     }
+    char zoffer[160];
+    if (req.upgrade_ws && c->pol->deflate) {
+        /* RFC 7692: forward the client's first offer wsgate can inspect, alone; other extensions
+         * (which no relay here could honour) are dropped */
+        size_t zlen = 0;
+        for (size_t i = 0; i < req.num_headers && zlen == 0; i++)
+            if (req.headers[i].name_len == 24 &&
+                strncasecmp(req.headers[i].name, "Sec-WebSocket-Extensions", 24) == 0)
+                zlen = wsg_ws_deflate_offer(req.headers[i].value, req.headers[i].value_len, zoffer,
+                                            sizeof(zoffer), &c->x.z_offer);
+        c->x.z_offered = zlen > 0;
+        fwd.ws_extensions = zoffer;
+        fwd.ws_extensions_len = zlen;
+    }
     if (wsg_http_write_request(&req, &fwd, &c->up.out) != 0) {
         wsg_conn_http_error(c, WSG_R_HEADERS_TOO_BIG, "rewritten head larger than buffer_size");
         return 1;
@@ -430,12 +444,35 @@ int wsg_conn_http_resp_head(struct wsg_conn *c)
                                 "upstream chose a subprotocol the route does not allow");
             return 1;
         }
-        if (wsg_http_find(resp.headers, resp.num_headers, "Sec-WebSocket-Extensions") != NULL) {
-            wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD, "upstream accepted an extension that was not offered");
-            return 1;
+        const struct wsg_http_header *ext = NULL;
+        for (size_t i = 0; i < resp.num_headers; i++)
+            if (resp.headers[i].name_len == 24 &&
+                strncasecmp(resp.headers[i].name, "Sec-WebSocket-Extensions", 24) == 0) {
+                if (ext != NULL) {
+                    wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD,
+                                        "upstream sent Sec-WebSocket-Extensions twice");
+                    return 1;
+                }
+                ext = &resp.headers[i];
+            }
+        if (ext != NULL) {
+            const char *zwhy = NULL;
+            if (!c->x.z_offered) {
+                wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD,
+                                    "upstream accepted an extension that was not offered");
+                return 1;
+            }
+            if (wsg_ws_deflate_answer(ext->value, ext->value_len, &c->x.z_offer, &c->x.z_neg, &zwhy) != 0) {
+                clog(WSG_LOG_WARN, c, "upstream %s: permessage-deflate answer refused: %s",
+                     c->peer ? c->peer->name : "", zwhy);
+                wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD, zwhy);
+                return 1;
+            }
+            c->x.z_on = 1;
         }
         char cookie[160];
         resp.extra_headers = affinity_set_cookie(c, cookie, sizeof(cookie));
+        resp.pass_extensions = c->x.z_on;
         if (wsg_http_write_response(&resp, 1, &c->cli_ptx) != 0)
             return 0; /* wait for room */
         wsg_buf_consume(&c->up.in, (uint32_t)n);

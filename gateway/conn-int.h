@@ -80,6 +80,10 @@ struct wsg_xchg {
     uint64_t resp_bytes;
     double t0;
     char ws_accept[29];
+    /* permessage-deflate: the offer forwarded (deflate on and the client offered one), and what
+     * the upstream's 101 accepted */
+    unsigned z_offered : 1, z_on : 1;
+    struct wsg_ws_deflate z_offer, z_neg;
     unsigned aff_peer;    /* affinity cookie: 1 + index in c->ups of the upstream it names, 0 none */
     uint32_t aff_expires; /* that token's expiry (Unix seconds) */
 };

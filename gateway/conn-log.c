@@ -61,6 +61,11 @@ void wsg_conn_log_ws(struct wsg_conn *c)
     wsg_m_add(&m->c[WSG_M_U2C_MESSAGES], b->messages);
     wsg_m_add(&m->c[WSG_M_C2U_FRAMES], a->frames);
     wsg_m_add(&m->c[WSG_M_U2C_FRAMES], b->frames);
+    wsg_m_add(&m->c[WSG_M_Z_C2U_WIRE], a->compressed_bytes);
+    wsg_m_add(&m->c[WSG_M_Z_C2U_PLAIN], a->inflated_bytes);
+    wsg_m_add(&m->c[WSG_M_Z_U2C_WIRE], b->compressed_bytes);
+    wsg_m_add(&m->c[WSG_M_Z_U2C_PLAIN], b->inflated_bytes);
+    wsg_m_add(&m->c[WSG_M_Z_BOMBS], a->bombs + b->bombs);
     wsg_m_close(m, 0, a->close_code);
     wsg_m_close(m, 1, b->close_code);
     wsg_m_close(m, 2, c->gw_close_cli);

@@ -251,6 +251,12 @@ int wsg_conn_ws_start(struct wsg_conn *c)
     const struct wsg_cfg *cfg = cfg_of(c);
     const struct wsg_policy *p = c->pol;
     struct wsg_ws_limits lc = limits_of(&p->c2u), lu = limits_of(&p->u2c);
+    if (c->x.z_on) { /* permessage-deflate negotiated: each direction inflates what it checks */
+        lc.deflate = lu.deflate = 1;
+        lc.deflate_no_context = c->x.z_neg.client_no_context;
+        lu.deflate_no_context = c->x.z_neg.server_no_context;
+        lc.deflate_max_ratio = lu.deflate_max_ratio = p->deflate_max_ratio;
+    }
     c->c2u = wsg_ws_relay_new(WSG_WS_C2U, &lc, &c->cli_plain, sink_up, c, rng_fill, c->w->rng);
     c->u2c = wsg_ws_relay_new(WSG_WS_U2C, &lu, &c->up.in, sink_cli, c, rng_fill, c->w->rng);
     if (c->c2u == NULL || c->u2c == NULL)

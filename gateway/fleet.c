@@ -113,8 +113,8 @@ static void batch_done(struct batch *b)
     if (!b->failed) {
         double now = ev_time();
         for (size_t i = 0; i < b->n; i++)
-            wsg_iptable_fleet_apply(f->t, &b->items[i], b->tot[i][0], b->tot[i][1], b->tot[i][2], b->remote[i],
-                                    now);
+            wsg_iptable_fleet_apply(f->t, &b->items[i], b->tot[i][0], b->tot[i][1], b->tot[i][2],
+                                    b->remote[i], now);
         __atomic_add_fetch(&f->syncs, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&f->keys, b->n, __ATOMIC_RELAXED);
         if (!__atomic_load_n(&f->up, __ATOMIC_RELAXED)) {
@@ -311,7 +311,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     f->ac = NULL;
     f->connected = 0;
     set_up(f, 0);
-    log_state(f, WSG_LOG_WARN, "connection lost, per-IP limits count locally", ac->errstr[0] ? ac->errstr : NULL);
+    log_state(f, WSG_LOG_WARN, "connection lost, per-IP limits count locally",
+              ac->errstr[0] ? ac->errstr : NULL);
     schedule_retry(f);
 }
 
@@ -344,7 +345,8 @@ static void connect_now(struct wsg_fleet *f)
 {
     redisAsyncContext *ac = f->port ? redisAsyncConnect(f->host, f->port) : redisAsyncConnectUnix(f->host);
     if (ac == NULL || ac->err) {
-        log_state(f, WSG_LOG_WARN, "cannot connect, per-IP limits count locally", ac ? ac->errstr : "out of memory");
+        log_state(f, WSG_LOG_WARN, "cannot connect, per-IP limits count locally",
+                  ac ? ac->errstr : "out of memory");
         if (ac != NULL)
             redisAsyncFree(ac);
         schedule_retry(f);
@@ -473,18 +475,19 @@ void wsg_fleet_metrics(struct wsg_fleet *f, FILE *out)
 {
     if (f == NULL)
         return;
-    fprintf(out,
-            "# HELP wsgate_redis_up 1 while per-IP limits are synced with redis, 0 while they count locally.\n"
-            "# TYPE wsgate_redis_up gauge\nwsgate_redis_up %d\n"
-            "# HELP wsgate_redis_syncs_total Syncs with redis that completed.\n"
-            "# TYPE wsgate_redis_syncs_total counter\nwsgate_redis_syncs_total %llu\n"
-            "# HELP wsgate_redis_sync_errors_total Syncs that failed (redis down, slow or answering an error).\n"
-            "# TYPE wsgate_redis_sync_errors_total counter\nwsgate_redis_sync_errors_total %llu\n"
-            "# HELP wsgate_redis_keys_synced_total Per-IP entries sent to redis.\n"
-            "# TYPE wsgate_redis_keys_synced_total counter\nwsgate_redis_keys_synced_total %llu\n"
-            "# HELP wsgate_redis_keys_local_total Per-IP entries counted locally only because redis was "
-            "down.\n# TYPE wsgate_redis_keys_local_total counter\nwsgate_redis_keys_local_total %llu\n",
-            __atomic_load_n(&f->up, __ATOMIC_RELAXED), __atomic_load_n(&f->syncs, __ATOMIC_RELAXED),
-            __atomic_load_n(&f->errors, __ATOMIC_RELAXED), __atomic_load_n(&f->keys, __ATOMIC_RELAXED),
-            __atomic_load_n(&f->dropped, __ATOMIC_RELAXED));
+    fprintf(
+        out,
+        "# HELP wsgate_redis_up 1 while per-IP limits are synced with redis, 0 while they count locally.\n"
+        "# TYPE wsgate_redis_up gauge\nwsgate_redis_up %d\n"
+        "# HELP wsgate_redis_syncs_total Syncs with redis that completed.\n"
+        "# TYPE wsgate_redis_syncs_total counter\nwsgate_redis_syncs_total %llu\n"
+        "# HELP wsgate_redis_sync_errors_total Syncs that failed (redis down, slow or answering an error).\n"
+        "# TYPE wsgate_redis_sync_errors_total counter\nwsgate_redis_sync_errors_total %llu\n"
+        "# HELP wsgate_redis_keys_synced_total Per-IP entries sent to redis.\n"
+        "# TYPE wsgate_redis_keys_synced_total counter\nwsgate_redis_keys_synced_total %llu\n"
+        "# HELP wsgate_redis_keys_local_total Per-IP entries counted locally only because redis was "
+        "down.\n# TYPE wsgate_redis_keys_local_total counter\nwsgate_redis_keys_local_total %llu\n",
+        __atomic_load_n(&f->up, __ATOMIC_RELAXED), __atomic_load_n(&f->syncs, __ATOMIC_RELAXED),
+        __atomic_load_n(&f->errors, __ATOMIC_RELAXED), __atomic_load_n(&f->keys, __ATOMIC_RELAXED),
+        __atomic_load_n(&f->dropped, __ATOMIC_RELAXED));
 }

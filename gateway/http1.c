@@ -626,6 +626,7 @@ int wsg_http_parse_response(const char *buf, size_t len, const struct wsg_http_l
         why = &why_dummy;
     lim_values(lim, &max_head, &max_target, &max_hdrs);
     resp->extra_headers = NULL;
+    resp->pass_extensions = 0;
     const char *end = buf + (len < max_head ? len : max_head);
     const char *p = parse_status_line(buf, end, resp, &e);
     if (p != NULL)
@@ -934,7 +935,8 @@ int wsg_http_write_request(const struct wsg_http_req *req, const struct wsg_http
             name_is(&h[i], "x-forwarded-proto") || name_is(&h[i], "x-forwarded-host"))
             continue;
         if (name_is(&h[i], "sec-websocket-extensions") && req->upgrade_ws) {
-            emit_ws_extensions(&o, &h[i]);
+            if (fwd == NULL || fwd->ws_extensions == NULL)
+                emit_ws_extensions(&o, &h[i]);
             continue;
         }
         if (name_is(&h[i], "sec-websocket-protocol") && req->upgrade_ws && fwd != NULL &&
@@ -944,6 +946,8 @@ int wsg_http_write_request(const struct wsg_http_req *req, const struct wsg_http
     }
     if (req->upgrade_ws && fwd != NULL && fwd->ws_protocols != NULL && fwd->ws_protocols_len > 0)
         emit_header(&o, "Sec-WebSocket-Protocol", 22, fwd->ws_protocols, fwd->ws_protocols_len);
+    if (req->upgrade_ws && fwd != NULL && fwd->ws_extensions != NULL && fwd->ws_extensions_len > 0)
+        emit_header(&o, "Sec-WebSocket-Extensions", 24, fwd->ws_extensions, fwd->ws_extensions_len);
     if (req->upgrade_ws)
         emits(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     else
@@ -998,8 +1002,8 @@ int wsg_http_write_response(const struct wsg_http_resp *resp, int keep_alive, st
         }
         if (hop_by_hop(&h[i], h, n))
             continue;
-        /* We removed permessage-deflate from the offer, so no extension may be accepted. */
-        if (resp->status == 101 && name_is(&h[i], "sec-websocket-extensions"))
+        /* Kept only when the caller checked it (permessage-deflate negotiated). */
+        if (resp->status == 101 && name_is(&h[i], "sec-websocket-extensions") && !resp->pass_extensions)
             continue;
         emit_header(&o, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
     }

@@ -73,6 +73,9 @@ struct wsg_http_resp {
     /* set by the caller, not the parser: header lines ("Name: value\r\n"...) that
      * wsg_http_write_response adds (the affinity cookie); NULL for none */
     const char *extra_headers;
+    /* set by the caller: a 101 keeps its Sec-WebSocket-Extensions (permessage-deflate negotiated
+     * and checked); otherwise the header is dropped from a 101 */
+    unsigned pass_extensions : 1;
 };
 
 int wsg_http_parse_request(const char *buf, size_t len, const struct wsg_http_limits *lim,
@@ -108,6 +111,10 @@ struct wsg_http_fwd {
      * the upstream can only choose a subprotocol the route allows. */
     const char *ws_protocols;
     size_t ws_protocols_len;
+    /* When ws_extensions is not NULL (deflate on), every Sec-WebSocket-Extensions line is replaced
+     * by this one value (dropped when it is empty): the filtered permessage-deflate offer. */
+    const char *ws_extensions;
+    size_t ws_extensions_len;
 };
 
 /**

@@ -1,6 +1,8 @@
 /* metrics.c - summing per-worker counters and printing them in Prometheus text format. */
 #include "gateway/metrics.h"
 
+#include "frames/ws.h"
+
 #include <string.h>
 
 const char *const wsg_policy_rule_names[WSG_PR__COUNT] = {
@@ -137,6 +139,21 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
     for (unsigned i = 0; i < 4; i++)
         fprintf(f, "wsgate_affinity_cookies_total{result=\"%s\"} %llu\n", aff[i],
                 (unsigned long long)m->c[WSG_M_AFF_FOLLOWED + i]);
+    fprintf(f, "# HELP wsgate_deflate_bytes_total Payload of compressed (permessage-deflate) messages, "
+               "as received (compressed) and as wsgate inflated it to check it, by direction.\n"
+               "# TYPE wsgate_deflate_bytes_total counter\n");
+    for (unsigned d = 0; d < 2; d++)
+        for (unsigned k = 0; k < 2; k++)
+            fprintf(f, "wsgate_deflate_bytes_total{direction=\"%s\",form=\"%s\"} %llu\n",
+                    d == 0 ? "client_to_upstream" : "upstream_to_client", k == 0 ? "compressed" : "inflated",
+                    (unsigned long long)m->c[WSG_M_Z_C2U_WIRE + 2 * d + k]);
+    counter(f, "wsgate_deflate_bombs_total",
+            "Compressed messages stopped by max_message or deflate_max_ratio (closed 1009).",
+            m->c[WSG_M_Z_BOMBS]);
+    fprintf(f,
+            "# HELP wsgate_deflate_inflate_bytes Memory held by inflate contexts (zlib state and window).\n"
+            "# TYPE wsgate_deflate_inflate_bytes gauge\nwsgate_deflate_inflate_bytes %llu\n",
+            (unsigned long long)wsg_ws_inflate_bytes());
     counter(f, "wsgate_upstream_connects_total", "Successful upstream connects.",
             m->c[WSG_M_UPSTREAM_CONNECTS]);
     counter(f, "wsgate_upstream_connect_failures_total", "Refused or timed-out upstream connects.",

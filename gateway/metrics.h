@@ -38,6 +38,12 @@ enum wsg_counter {
     WSG_M_AFF_FOREIGN,  /* valid, but naming no upstream of this group: the hash decides */
     WSG_M_AFF_EXPIRED,  /* signed by us, older than affinity_cookie_ttl: the hash decides */
     WSG_M_AFF_FORGED,   /* not a token signed with our key: the hash decides */
+    /* permessage-deflate: compressed messages' payload, as received and inflated (checked) */
+    WSG_M_Z_C2U_WIRE,
+    WSG_M_Z_C2U_PLAIN,
+    WSG_M_Z_U2C_WIRE,
+    WSG_M_Z_U2C_PLAIN,
+    WSG_M_Z_BOMBS, /* compressed messages stopped by max_message or deflate_max_ratio */
     WSG_M__COUNT
 };
 

@@ -25,6 +25,8 @@ void wsg_policy_defaults(struct wsg_policy *p)
     p->ping_interval = 30;
     p->pong_timeout = 15;
     p->slow_consumer_grace = 30;
+    p->deflate = 1;
+    p->deflate_max_ratio = 100;
 }
 
 int wsg_policy_per_ip(const struct wsg_policy *p)

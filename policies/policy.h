@@ -51,6 +51,9 @@ struct wsg_policy {
     char subprotocols[WSG_POLICY_MAX_LIST][64]; /* allowed; none = any */
     unsigned nsubprotocols;
     uint32_t max_header_size; /* request head for this route (431 above; 0 = global cap) */
+    /* permessage-deflate (RFC 7692): 1 = negotiated end to end and inspected, 0 = offers stripped */
+    unsigned deflate;
+    uint32_t deflate_max_ratio; /* inflated / compressed bytes of a message past 64 KiB (0 = none) */
     /* liveness */
     double ping_interval;         /* gateway pings an idle client after this (0 = off) */
     double pong_timeout;          /* and closes 1001 if no pong within this */

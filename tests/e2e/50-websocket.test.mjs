@@ -138,8 +138,22 @@ describe('messages through the relay', () => {
     await closed(ws);
   });
 
-  test('permessage-deflate offered by the client is not negotiated', T, async () => {
+  test('deflate on (default): the client\'s permessage-deflate offer is negotiated with the upstream end to end', T, async () => {
     const ws = await client(gw.port, { perMessageDeflate: true });
+    const conn = await echo.waitConn(echo.conns.length);
+    assert.match(ws.extensions, /^permessage-deflate/, `not negotiated: "${ws.extensions}"`);
+    assert.match(conn.headers['sec-websocket-extensions'] || '', /^permessage-deflate/);
+    ws.send('x'.repeat(5000));
+    const got = await nextMessage(ws, 1);
+    assert.equal(got.data.toString(), 'x'.repeat(5000));
+    assert.equal(conn.messages.at(-1).data.toString(), 'x'.repeat(5000));
+    ws.close();
+    await closed(ws);
+  });
+
+  test('deflate off: permessage-deflate offered by the client is not negotiated', T, async () => {
+    const off = await startGateway(['--upstream', echo.addr, '--deflate', 'off']);
+    const ws = await client(off.port, { perMessageDeflate: true });
     const conn = await echo.waitConn(echo.conns.length);
     assert.equal(ws.extensions, '', `negotiated: ${ws.extensions}`);
     assert.doesNotMatch(conn.headers['sec-websocket-extensions'] || '', /permessage-deflate/);

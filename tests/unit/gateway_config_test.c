@@ -761,6 +761,8 @@ static void test_help_and_markdown(void **state)
                                   "ip_upgrades",
                                   "ip_upgrades_burst",
                                   "ip_limit_status",
+                                  "deflate",
+                                  "deflate_max_ratio",
                                   "origins",
                                   "subprotocols",
                                   "ping_interval",

@@ -1,0 +1,223 @@
+/*
+ * frames_deflate_test.c - unit tests of frames/deflate.c (the permessage-deflate offer forwarded to
+ * the upstream and the check of its answer, RFC 7692 §7.1) and of the relay's inflate-and-check
+ * path (frames/ws.c with lim.deflate): real zlib streams, cut at every byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "frames/ws.h"
+#include "policies/base/buf.h"
+
+static size_t offer(const char *in, char *out, struct wsg_ws_deflate *d)
+{
+    return wsg_ws_deflate_offer(in, strlen(in), out, 160, d);
+}
+
+static void test_offer(void **state)
+{
+    (void)state;
+    char out[160];
+    struct wsg_ws_deflate d;
+    assert_int_not_equal(offer("permessage-deflate; client_max_window_bits", out, &d), 0);
+    assert_string_equal(out, "permessage-deflate; client_max_window_bits");
+    assert_true(d.client_bits_param && d.client_bits == 0);
+    /* the first valid offer wins; others and other extensions are left out */
+    assert_int_not_equal(offer("x-foo, permessage-deflate; bogus, permessage-deflate; server_max_window_bits=10; "
+                               "client_no_context_takeover, permessage-deflate",
+                               out, &d),
+                         0);
+    assert_string_equal(out, "permessage-deflate; client_no_context_takeover; server_max_window_bits=10");
+    assert_int_equal(d.server_bits, 10);
+    assert_true(d.client_no_context && !d.server_no_context);
+    assert_int_not_equal(offer("PERMESSAGE-DEFLATE ; Server_No_Context_Takeover ; client_max_window_bits=\"12\"", out, &d), 0);
+    assert_string_equal(out, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
+    const char *bad[] = {"", "x-webkit-deflate-frame", "permessage-deflate; server_max_window_bits",
+                         "permessage-deflate; server_max_window_bits=7", "permessage-deflate; server_max_window_bits=16",
+                         "permessage-deflate; server_max_window_bits=010", "permessage-deflate; client_max_window_bits=x",
+                         "permessage-deflate; server_no_context_takeover=1",
+                         "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+                         "permessage-deflate; unknown", "permessage-deflate; ;", "permessage-deflate=1",
+                         "permessage-deflate; client_max_window_bits=\"9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (offer(bad[i], out, &d) != 0)
+            fail_msg("accepted: %s -> %s", bad[i], out);
+}
+
+static int answer(const char *offer_s, const char *ans, struct wsg_ws_deflate *neg, const char **why)
+{
+    char out[160];
+    struct wsg_ws_deflate o;
+    assert_int_not_equal(offer(offer_s, out, &o), 0);
+    return wsg_ws_deflate_answer(ans, strlen(ans), &o, neg, why);
+}
+
+static void test_answer(void **state)
+{
+    (void)state;
+    struct wsg_ws_deflate n;
+    const char *why = NULL;
+    assert_int_equal(answer("permessage-deflate", "permessage-deflate", &n, &why), 0);
+    assert_int_equal(answer("permessage-deflate; client_max_window_bits",
+                            "permessage-deflate; client_max_window_bits=10; server_no_context_takeover", &n, &why),
+                     0);
+    assert_true(n.server_no_context && n.client_bits == 10);
+    assert_int_equal(answer("permessage-deflate; client_no_context_takeover",
+                            "permessage-deflate; client_no_context_takeover", &n, &why),
+                     0);
+    assert_true(n.client_no_context);
+    struct {
+        const char *offer, *ans, *why;
+    } bad[] = {
+        {"permessage-deflate", "permessage-deflate; client_max_window_bits=10", "not offered"},
+        {"permessage-deflate; client_max_window_bits=9", "permessage-deflate; client_max_window_bits=10", "above"},
+        {"permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits", "value"},
+        {"permessage-deflate; server_max_window_bits=10", "permessage-deflate", "server_max_window_bits"},
+        {"permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=11", "above"},
+        {"permessage-deflate; server_no_context_takeover", "permessage-deflate", "server_no_context_takeover"},
+        {"permessage-deflate", "permessage-deflate, permessage-deflate", "more than one"},
+        {"permessage-deflate", "x-webkit-deflate-frame", "not offered"},
+        {"permessage-deflate", "permessage-deflate; server_no_context_takeover; server_no_context_takeover", "repeated"},
+        {"permessage-deflate", "permessage-deflate; foo=1", "unknown"},
+        {"permessage-deflate", "", "malformed"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (answer(bad[i].offer, bad[i].ans, &n, &why) != -1)
+            fail_msg("accepted: %s / %s", bad[i].offer, bad[i].ans);
+        if (why == NULL || strstr(why, bad[i].why) == NULL)
+            fail_msg("%s / %s: why \"%s\", want \"%s\"", bad[i].offer, bad[i].ans, why ? why : "(null)", bad[i].why);
+    }
+}
+
+/* ---- the relay's inflate check, U2C (unmasked, so the wire is easy to build) ---- */
+
+static ssize_t sink(void *ctx, const uint8_t *data, size_t len)
+{
+    struct wsg_buf *b = ctx;
+    return (ssize_t)wsg_buf_put(b, data, len);
+}
+
+static size_t zmsg(const void *in, size_t n, uint8_t *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+    size_t len = cap - z.avail_out - 4;
+    deflateEnd(&z);
+    return len;
+}
+
+/* One compressed message through a U2C relay fed `step` bytes at a time. @return close code or 0. */
+static int relay(const struct wsg_ws_limits *lim, int opcode, const void *plain, size_t n, size_t step,
+                 size_t *forwarded)
+{
+    static uint8_t z[1 << 20], wire[(1 << 20) + 16];
+    size_t zn = zmsg(plain, n, z, sizeof(z));
+    size_t hl = 2;
+    wire[0] = (uint8_t)(0x80 | 0x40 | opcode);
+    if (zn < 126) {
+        wire[1] = (uint8_t)zn;
+    } else if (zn < 65536) {
+        wire[1] = 126;
+        wire[2] = (uint8_t)(zn >> 8);
+        wire[3] = (uint8_t)zn;
+        hl = 4;
+    } else {
+        wire[1] = 127;
+        memset(wire + 2, 0, 8);
+        wire[7] = (uint8_t)(zn >> 16);
+        wire[8] = (uint8_t)(zn >> 8);
+        wire[9] = (uint8_t)zn;
+        hl = 10;
+    }
+    memcpy(wire + hl, z, zn);
+    struct wsg_buf src, out;
+    wsg_buf_setup(&src, 1 << 16);
+    wsg_buf_setup(&out, 1 << 21);
+    struct wsg_ws_relay *r = wsg_ws_relay_new(WSG_WS_U2C, lim, &src, sink, &out, NULL, NULL);
+    assert_non_null(r);
+    int code = 0;
+    for (size_t off = 0; off < hl + zn && code == 0;) {
+        size_t k = hl + zn - off < step ? hl + zn - off : step;
+        k = wsg_buf_put(&src, wire + off, k);
+        off += k;
+        while (code == 0) {
+            int rc = wsg_ws_relay_pump(r);
+            if (rc < 0)
+                code = wsg_ws_relay_error(r, NULL);
+            if (rc <= 0)
+                break;
+        }
+    }
+    *forwarded = wsg_buf_len(&out);
+    if (code != 0) /* a failing message is never completed toward the other hop */
+        assert_true(*forwarded < hl + zn);
+    if (code == 0) { /* forwarded as it came */
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(&out, &len);
+        assert_int_equal(len, hl + zn);
+        assert_memory_equal(p, wire, hl + zn);
+    }
+    wsg_ws_relay_free(r);
+    wsg_buf_free(&src);
+    wsg_buf_free(&out);
+    return code;
+}
+
+static void test_inflate_check(void **state)
+{
+    (void)state;
+    struct wsg_ws_limits lim = {.deflate = 1, .max_message = 64 << 10, .deflate_max_ratio = 100};
+    const char text[] = "h\xc3\xa9llo w\xc3\xb6rld, \xe2\x82\xac and \xf0\x9f\x98\x80";
+    size_t fwd;
+    for (size_t step = 1; step <= 40; step++) {
+        assert_int_equal(relay(&lim, 1, text, strlen(text), step, &fwd), 0);
+        /* invalid UTF-8 at the end, and a sequence cut at the end of the message */
+        assert_int_equal(relay(&lim, 1, "abc\xff", 4, step, &fwd), 1007);
+        assert_int_equal(relay(&lim, 1, "abc\xe2\x82", 5, step, &fwd), 1007);
+        /* as binary the same bytes pass */
+        assert_int_equal(relay(&lim, 2, "abc\xff", 4, step, &fwd), 0);
+    }
+    /* a zero bomb: 1009 long before the end, nothing forwarded */
+    uint8_t *zeros = calloc(1, 8 << 20);
+    assert_non_null(zeros);
+    assert_int_equal(relay(&lim, 2, zeros, 8 << 20, 4096, &fwd), 1009);
+    assert_int_equal(fwd, 0);
+    /* 64 KiB exactly passes; one more byte does not */
+    assert_int_equal(relay(&lim, 2, zeros, 64 << 10, 4096, &fwd), 0);
+    lim.deflate_max_ratio = 0;
+    assert_int_equal(relay(&lim, 2, zeros, (64 << 10) + 1, 4096, &fwd), 1009);
+    /* the ratio rule alone */
+    lim.max_message = 0;
+    lim.deflate_max_ratio = 100;
+    assert_int_equal(relay(&lim, 2, zeros, 1 << 20, 4096, &fwd), 1009);
+    lim.deflate_max_ratio = 0;
+    assert_int_equal(relay(&lim, 2, zeros, 1 << 20, 4096, &fwd), 0);
+    free(zeros);
+    /* RSV1 without deflate negotiated */
+    struct wsg_ws_limits plain = {0};
+    assert_int_equal(relay(&plain, 1, "hi", 2, 7, &fwd), 1002);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_offer),
+        cmocka_unit_test(test_answer),
+        cmocka_unit_test(test_inflate_check),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -232,10 +232,12 @@ int wsg_conn_http_head(struct wsg_conn *c)
     wsg_buf_consume(&c->cli_plain, (uint32_t)n);
     set_state(c, req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP);
 
-    /* Reuse the kept-alive upstream connection when it serves the same group, else pick one:
-     * same client, same ranking. */
+    /* Reuse the kept-alive upstream connection when it serves the same group and its upstream
+     * may still take requests (not draining, weight > 0, healthy), else pick one: same client,
+     * same ranking. */
     c->flags &= ~WSG_CF_UP_REUSED;
-    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting && c->ups == c->rt->ups[c->route]) {
+    if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting && c->ups == c->rt->ups[c->route] &&
+        wsg_upstream_is_up(c->peer, now_of(c))) {
         c->flags |= WSG_CF_UP_REUSED;
         set_deadline(c, cfg->upstream_timeout);
         return 1;

@@ -25,6 +25,7 @@
 #include "gateway/admin.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/lifecycle.h"
 #include "gateway/log.h"
 #include "gateway/upstream.h"
 #include "tls/tls.h"
@@ -462,12 +463,27 @@ static void admin_certs(FILE *f)
     wsg_tls_store_describe_json(g.sh.tls, f);
 }
 
+static int admin_upstreams(FILE *f, int post, const char *target, size_t len)
+{
+    struct wsg_runtime *rts[1 + MAX_OLD];
+    size_t n = 0;
+    rts[n++] = (struct wsg_runtime *)wsg_shared_rt(&g.sh);
+    for (unsigned i = 0; i < g.nold; i++)
+        rts[n++] = g.old[i];
+    if (!post) {
+        wsg_lifecycle_list(f, rts, n, ev_now(g.loop));
+        return 200;
+    }
+    return wsg_lifecycle_post(f, target, len, rts, n, g.workers, g.nworkers);
+}
+
 static const struct wsg_admin_ops admin_ops = {
     .reload = admin_reload,
     .drain = start_drain,
     .draining = admin_draining,
     .metrics = admin_metrics,
     .certs = admin_certs,
+    .upstreams = admin_upstreams,
 };
 
 int main(int argc, char **argv)

@@ -4,11 +4,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import path from 'node:path';
 import WebSocket from 'ws';
 import {
   startGateway, startChat, httpsRequest, adminRequest, cleanup, onCleanup, freePort, waitFor, sleep, mapLimit,
-  loopbackAddresses,
+  loopbackAddresses, run, tmpDir, WSGATE,
 } from './lib.mjs';
+
+const CTL = path.join(path.dirname(WSGATE), 'wsgate-ctl');
 
 const T = { timeout: 60000 };
 let gw, chats, admin;
@@ -180,4 +183,54 @@ test('admin /upstreams: unknown upstream or bad address 404, bad query 400, wron
     assert.equal(u.state, 'up', JSON.stringify(u));
     assert.equal(u.weight, 1);
   }
+});
+
+test('wsgate-ctl: every command and its exit code (0 done, 1 usage, 2 not found/refused, 3 cannot connect)', T, async () => {
+  const name = chats[1].addr;
+  const ctl = (...args) => run(CTL, ['--admin', `127.0.0.1:${admin}`, ...args]);
+  let r = await ctl('upstreams');
+  assert.equal(r.code, 0, r.out);
+  for (const c of chats) assert.match(r.out, new RegExp(`${c.addr.replace(/\./g, '\\.')}\\s+up\\s`));
+  r = await ctl('upstreams', '--json');
+  assert.equal(r.code, 0, r.out);
+  assert.equal(JSON.parse(r.out).upstreams.length, 4);
+
+  r = await ctl('drain', name, '--spread', '2s');
+  assert.equal(r.code, 0, r.out);
+  assert.equal((await upstreams()).find((u) => u.name === name).state, 'draining');
+  r = await ctl('status');
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /^ready; upstreams: 3 up, 0 down, 1 draining, 0 weight 0;/);
+  r = await ctl('ready', name);
+  assert.equal(r.code, 0, r.out);
+  r = await ctl('weight', name, '7');
+  assert.equal(r.code, 0, r.out);
+  assert.equal((await upstreams()).find((u) => u.name === name).weight, 7);
+  r = await ctl('reload');
+  assert.equal(r.code, 0, r.out);
+  // a reload rebuilds the tables from the file (here: the command line): the weight is gone
+  assert.equal((await upstreams()).find((u) => u.name === name).weight, 1);
+
+  // not found or refused: 2
+  for (const args of [['drain', '127.0.0.1:1'], ['ready', 'nosuchhost:80'], ['weight', '[::1]:9', '1']]) {
+    r = await ctl(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.code} ${r.out}`);
+    assert.match(r.out, /404/);
+  }
+  // usage: 1 (also a spread the gateway finds malformed)
+  for (const args of [[], ['frob'], ['drain'], ['weight', name], ['weight', name, '101'], ['weight', name, 'x'],
+    ['drain', name, '--spread'], ['drain', name, '--spread', 'soon'], ['drain', 'a b:1'], ['drain', '1.2.3.4:5/x'],
+    ['upstreams', 'extra'], ['--bogus', 'status']]) {
+    r = await ctl(...args);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.code} ${r.out}`);
+  }
+  r = await run(CTL, ['status']); // no --admin, no WSGATE_ADMIN
+  assert.equal(r.code, 1, r.out);
+  // cannot connect: 3
+  const dir = tmpDir();
+  r = await run(CTL, ['--admin', `unix:${dir}/none.sock`, 'status']);
+  assert.equal(r.code, 3, r.out);
+  r = await run(CTL, ['--admin', `127.0.0.1:${await freePort()}`, 'upstreams']);
+  assert.equal(r.code, 3, r.out);
+  for (const u of await upstreams()) assert.equal(u.state, 'up');
 });

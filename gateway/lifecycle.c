@@ -85,9 +85,9 @@ void wsg_lifecycle_list(FILE *out, struct wsg_runtime *const *rts, size_t nrts, 
                     "\"health\":{\"passive\":\"%s\",\"active\":\"%s\"",
                     state_of(p, now), __atomic_load_n(&p->weight, __ATOMIC_RELAXED), p->cfg_weight,
                     sessions_of(rts, nrts, p->name), wsg_upstream_passive_down(p, now) ? "down" : "up",
-                    !hc_on                                             ? "off"
+                    !hc_on                                           ? "off"
                     : __atomic_load_n(&p->hc_down, __ATOMIC_RELAXED) ? "down"
-                                                                       : "up");
+                                                                     : "up");
             if (hc_on)
                 fprintf(out, ",\"checks\":%llu,\"failed\":%llu,\"last_status\":%d,\"latency_ms\":%.3f",
                         (unsigned long long)__atomic_load_n(&p->hc_checks, __ATOMIC_RELAXED),
@@ -208,7 +208,8 @@ int wsg_lifecycle_post(FILE *out, const char *target, size_t len, struct wsg_run
                 if (strcmp(p->name, peer_name) != 0)
                     continue;
                 if (a == A_DRAIN) {
-                    __atomic_store_n(&p->drain_spread_ms, (unsigned)(spread * 1000.0 + 0.5), __ATOMIC_RELAXED);
+                    __atomic_store_n(&p->drain_spread_ms, (unsigned)(spread * 1000.0 + 0.5),
+                                     __ATOMIC_RELAXED);
                     __atomic_store_n(&p->draining, 1, __ATOMIC_RELEASE);
                 } else if (a == A_READY) {
                     __atomic_store_n(&p->draining, 0, __ATOMIC_RELEASE);

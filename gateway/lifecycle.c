@@ -99,6 +99,76 @@ void wsg_lifecycle_list(FILE *out, struct wsg_runtime *const *rts, size_t nrts, 
     fprintf(out, "\n]}\n");
 }
 
+struct family {
+    const char *name, *type, *help;
+};
+
+static const struct family families[] = {
+    {"wsgate_upstream_up", "gauge",
+     "1 while the upstream is up by passive and active health (draining aside)."},
+    {"wsgate_upstream_check_up", "gauge", "The active health check's verdict (only with health_check)."},
+    {"wsgate_upstream_check_seconds", "gauge", "Duration of the last active health check."},
+    {"wsgate_upstream_checks_total", "counter", "Active health checks by result."},
+    {"wsgate_upstream_draining", "gauge", "1 while the upstream is drained over the admin endpoint."},
+    {"wsgate_upstream_weight", "gauge", "The weight in force (configured, or set over the admin endpoint)."},
+    {"wsgate_upstream_sessions", "gauge", "WebSocket sessions relayed to the upstream now."},
+};
+
+void wsg_lifecycle_metrics(FILE *out, const struct wsg_runtime *rt, double now)
+{
+    int hc_on = strcmp(rt->cfg->health_check, "off") != 0;
+    for (size_t k = 0; k < sizeof(families) / sizeof(families[0]); k++) {
+        if (k >= 1 && k <= 3 && !hc_on)
+            continue;
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", families[k].name, families[k].help, families[k].name,
+                families[k].type);
+        for (unsigned r = 0; r <= rt->cfg->nroutes; r++) {
+            if (r > 0 && rt->ups[r] == rt->ups[0])
+                continue;
+            struct wsg_upstreams *u = rt->ups[r];
+            for (size_t i = 0; i < u->npeers; i++) {
+                struct wsg_peer *p = &u->peers[i];
+                char lbl[320];
+                snprintf(lbl, sizeof(lbl), "route=\"%s\",upstream=\"%s\"", group_name(rt, r), p->name);
+                int hc_down = __atomic_load_n(&p->hc_down, __ATOMIC_RELAXED);
+                switch (k) {
+                case 0:
+                    fprintf(out, "%s{%s} %d\n", families[k].name, lbl,
+                            !hc_down && !wsg_upstream_passive_down(p, now));
+                    break;
+                case 1:
+                    fprintf(out, "%s{%s} %d\n", families[k].name, lbl, !hc_down);
+                    break;
+                case 2:
+                    fprintf(out, "%s{%s} %.6f\n", families[k].name, lbl,
+                            (double)__atomic_load_n(&p->hc_latency_us, __ATOMIC_RELAXED) / 1e6);
+                    break;
+                case 3: {
+                    uint64_t all = __atomic_load_n(&p->hc_checks, __ATOMIC_RELAXED);
+                    uint64_t bad = __atomic_load_n(&p->hc_failed, __ATOMIC_RELAXED);
+                    fprintf(out, "%s{%s,result=\"ok\"} %llu\n%s{%s,result=\"failed\"} %llu\n",
+                            families[k].name, lbl, (unsigned long long)(all - bad), families[k].name, lbl,
+                            (unsigned long long)bad);
+                    break;
+                }
+                case 4:
+                    fprintf(out, "%s{%s} %d\n", families[k].name, lbl,
+                            __atomic_load_n(&p->draining, __ATOMIC_ACQUIRE));
+                    break;
+                case 5:
+                    fprintf(out, "%s{%s} %u\n", families[k].name, lbl,
+                            __atomic_load_n(&p->weight, __ATOMIC_RELAXED));
+                    break;
+                default:
+                    fprintf(out, "%s{%s} %lu\n", families[k].name, lbl,
+                            __atomic_load_n(&p->sessions, __ATOMIC_RELAXED));
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /* The value of key in a query string ("a=1&b=2"), copied into val; 1 found, 0 not, -1 too long. */
 static int query_get(const char *q, size_t qlen, const char *key, char *val, size_t cap)
 {
@@ -131,6 +201,12 @@ int wsg_lifecycle_post(FILE *out, const char *target, size_t len, struct wsg_run
     size_t qlen = q ? len - plen - 1 : 0;
     if (q)
         q++;
+    /* the HTTP parser already refuses these; names and values are compared as C strings */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)target[i] <= 0x20 || (unsigned char)target[i] >= 0x7f) {
+            fprintf(out, "{\"ok\":false,\"error\":\"not found\"}\n");
+            return 404;
+        }
     if (plen <= sizeof(prefix) - 1 || memcmp(target, prefix, sizeof(prefix) - 1) != 0) {
         fprintf(out, "{\"ok\":false,\"error\":\"not found\"}\n");
         return 404;

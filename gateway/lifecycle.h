@@ -24,6 +24,10 @@
 /* GET /upstreams of the current runtime rts[0]; sessions are summed over rts[0..n). */
 void wsg_lifecycle_list(FILE *out, struct wsg_runtime *const *rts, size_t nrts, double now);
 
+/* The per-upstream gauges of /metrics: up (all health), active check up and latency, checks by
+ * result, draining, weight, sessions. */
+void wsg_lifecycle_metrics(FILE *out, const struct wsg_runtime *rt, double now);
+
 /**
  * POST /upstreams/NAME/ACTION?QUERY (target as received, len bytes). Applies the change to
  * rts[0..nrts) and wakes the workers. Writes a JSON (or error) body to out.

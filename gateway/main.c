@@ -25,6 +25,7 @@
 #include "gateway/admin.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/health.h"
 #include "gateway/lifecycle.h"
 #include "gateway/log.h"
 #include "gateway/upstream.h"
@@ -424,18 +425,7 @@ static void admin_metrics(FILE *f)
             wsg_tls_store_live_generations(g.sh.tls));
     fprintf(f, "# HELP wsgate_draining 1 while draining.\n# TYPE wsgate_draining gauge\nwsgate_draining %d\n",
             g.draining);
-    fprintf(f, "# HELP wsgate_upstream_up 0 while passive health has taken the upstream out.\n"
-               "# TYPE wsgate_upstream_up gauge\n");
-    double now = ev_now(g.loop);
-    for (unsigned r = 0; r <= rt->cfg->nroutes; r++) {
-        if (r > 0 && rt->ups[r] == rt->ups[0])
-            continue;
-        const struct wsg_upstreams *u = rt->ups[r];
-        for (size_t i = 0; i < u->npeers; i++)
-            fprintf(f, "wsgate_upstream_up{route=\"%s\",upstream=\"%s\"} %d\n",
-                    r == 0 ? "default" : rt->cfg->routes[r - 1].name, u->peers[i].name,
-                    u->peers[i].down_until <= now ? 1 : 0);
-    }
+    wsg_lifecycle_metrics(f, rt, ev_now(g.loop));
     static const char *const pick_family[2] = {"wsgate_upstream_picks_total",
                                                "wsgate_upstream_failures_total"};
     static const char *const pick_help[2] = {"Connections opened to the upstream (picked and connected).",
@@ -603,6 +593,11 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* the active health checker: one thread for the process (idle while health_check is off) */
+    if (wsg_health_start(&g.sh, err) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     if (strcmp(cfg->watch_certs, "on") == 0)
@@ -622,6 +617,7 @@ int main(int argc, char **argv)
 
     for (unsigned i = 0; i < g.nworkers; i++)
         pthread_join(g.workers[i].thread, NULL);
+    wsg_health_stop();
     wsg_log(WSG_LOG_NOTICE, "drained, exiting");
     free(g.workers);
     wsg_admin_stop(loop);

@@ -32,6 +32,8 @@ struct wsg_peer {
     unsigned long sessions;   /* WebSocket sessions relayed to this peer now */
     /* active health check state, owned by the checker thread (gateway/health.c) */
     unsigned hc_ok_run, hc_fail_run; /* consecutive results */
+    double hc_next;                  /* when the next check starts */
+    int hc_busy;                     /* a check is in flight */
     uint64_t hc_checks, hc_failed;   /* totals (atomic; metrics) */
     uint64_t hc_latency_us;          /* last check's duration (atomic) */
     int hc_status;                   /* last check: HTTP status, 0 no answer, -1 timed out (atomic) */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/health.h"
 #include "gateway/upstream.h"
 
 static const char *four[] = {"10.0.0.1:3000", "10.0.0.2:3000", "10.0.0.3:3000", "10.0.0.4:3000"};
@@ -452,6 +453,34 @@ static void test_lifecycle_states(void **state)
     destroy(u);
 }
 
+/* The active check reads only the status line; everything else is a failed check. */
+static void test_health_status_line(void **state)
+{
+    (void)state;
+#define SL(s) wsg_health_status_line(s, sizeof(s) - 1)
+    assert_int_equal(SL("HTTP/1.1 200 OK\r\n"), 200);
+    assert_int_equal(SL("HTTP/1.0 302 Found\r\n"), 302);
+    assert_int_equal(SL("HTTP/1.1 503\r\n"), 503);
+    assert_int_equal(SL("HTTP/1.1 999 x"), 999);
+    /* more bytes needed */
+    assert_int_equal(SL(""), 0);
+    assert_int_equal(SL("HTTP/1"), 0);
+    assert_int_equal(SL("HTTP/1.1 20"), 0);
+    assert_int_equal(SL("HTTP/1.1 200"), 0);
+    /* not a status line */
+    assert_int_equal(SL("HTTP/2.0 200 OK\r\n"), -1);
+    assert_int_equal(SL("http/1.1 200 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.x 200 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1  200 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1 2x0 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1 099 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1 2000 OK\r\n"), -1);
+    assert_int_equal(SL("SSH-2.0-OpenSSH\r\n"), -1);
+    assert_int_equal(SL("H"), 0);
+    assert_int_equal(SL("X"), -1);
+#undef SL
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_and_mapped),
         cmocka_unit_test(test_pick_and_health),
         cmocka_unit_test(test_lifecycle_states),
+        cmocka_unit_test(test_health_status_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

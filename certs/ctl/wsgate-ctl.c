@@ -96,7 +96,8 @@ static void print_table(const char *body, size_t len)
         snprintf(weight, sizeof(weight), "%.0f/%.0f", wsg_certs_json_num(wsg_certs_json_get(u, "weight"), 0),
                  wsg_certs_json_num(wsg_certs_json_get(u, "configured_weight"), 0));
         if (wsg_certs_json_get(h, "last_status") != NULL)
-            snprintf(last, sizeof(last), "%.0f in %.1f ms", wsg_certs_json_num(wsg_certs_json_get(h, "last_status"), 0),
+            snprintf(last, sizeof(last), "%.0f in %.1f ms",
+                     wsg_certs_json_num(wsg_certs_json_get(h, "last_status"), 0),
                      wsg_certs_json_num(wsg_certs_json_get(h, "latency_ms"), 0));
         printf("%-12s %-28s %-9s %6s %8.0f %-7s %-6s %s\n", group ? group : "?", name ? name : "?",
                state ? state : "?", weight, wsg_certs_json_num(wsg_certs_json_get(u, "sessions"), 0),
@@ -171,7 +172,8 @@ int main(int argc, char **argv)
     const char *name = NULL, *value = NULL, *spread = NULL;
     int json = 0;
     int want_name = strcmp(cmd, "drain") == 0 || strcmp(cmd, "ready") == 0 || strcmp(cmd, "weight") == 0;
-    if (!want_name && strcmp(cmd, "upstreams") != 0 && strcmp(cmd, "reload") != 0 && strcmp(cmd, "status") != 0)
+    if (!want_name && strcmp(cmd, "upstreams") != 0 && strcmp(cmd, "reload") != 0 &&
+        strcmp(cmd, "status") != 0)
         return usage_error("unknown command \"%s\"", cmd);
     for (; i < argc; i++) {
         if (strcmp(cmd, "drain") == 0 && wsg_certs_opt_is(argv[i], "--spread")) {

@@ -75,8 +75,8 @@ static void fuzz_admin(const uint8_t *data, size_t n)
             /* only the peer named in a successful request, right after the prefix */
             size_t nl = strlen(p->name);
             FUZZ_CHECK(status == 200);
-            FUZZ_CHECK(n > 11 + nl && memcmp(copy, "/upstreams/", 11) == 0 && memcmp(copy + 11, p->name, nl) == 0 &&
-                       copy[11 + nl] == '/');
+            FUZZ_CHECK(n > 11 + nl && memcmp(copy, "/upstreams/", 11) == 0 &&
+                       memcmp(copy + 11, p->name, nl) == 0 && copy[11 + nl] == '/');
         }
     }
     FUZZ_CHECK(changed <= 1);

@@ -106,9 +106,11 @@ struct family {
 static const struct family families[] = {
     {"wsgate_upstream_up", "gauge",
      "1 while the upstream is up by passive and active health (draining aside)."},
-    {"wsgate_upstream_check_up", "gauge", "The active health check's verdict (only with health_check)."},
-    {"wsgate_upstream_check_seconds", "gauge", "Duration of the last active health check."},
-    {"wsgate_upstream_checks_total", "counter", "Active health checks by result."},
+    {"wsgate_upstream_check_up", "gauge",
+     "0 while the active health check holds the upstream down (1 otherwise, also with health_check off)."},
+    {"wsgate_upstream_check_seconds", "gauge",
+     "Duration of the last active health check (0 before the first)."},
+    {"wsgate_upstream_checks_total", "counter", "Active health checks by result (health_check)."},
     {"wsgate_upstream_draining", "gauge", "1 while the upstream is drained over the admin endpoint."},
     {"wsgate_upstream_weight", "gauge", "The weight in force (configured, or set over the admin endpoint)."},
     {"wsgate_upstream_sessions", "gauge", "WebSocket sessions relayed to the upstream now."},
@@ -116,10 +118,8 @@ static const struct family families[] = {
 
 void wsg_lifecycle_metrics(FILE *out, const struct wsg_runtime *rt, double now)
 {
-    int hc_on = strcmp(rt->cfg->health_check, "off") != 0;
+    /* every family always, so that dashboards find them (zeros while health_check is off) */
     for (size_t k = 0; k < sizeof(families) / sizeof(families[0]); k++) {
-        if (k >= 1 && k <= 3 && !hc_on)
-            continue;
         fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", families[k].name, families[k].help, families[k].name,
                 families[k].type);
         for (unsigned r = 0; r <= rt->cfg->nroutes; r++) {

@@ -181,8 +181,8 @@ static void on_ups_wake(EV_P_ ev_async *a, int revents)
     WSG_UNUSED(loop);
     WSG_UNUSED(revents);
     struct wsg_worker *w = container_of(a, struct wsg_worker, ups_wake);
-    if (w->draining)
-        return;
+    if (__atomic_load_n(&w->draining, __ATOMIC_ACQUIRE))
+        return; /* the process drain has the connections now */
     /* conn_upstream_changed may free c, so take next first */
     for (struct wsg_conn *c = w->conns, *next; c != NULL; c = next) {
         next = wsg_conn_next(c);
@@ -197,7 +197,7 @@ void wsg_worker_upstreams_changed(struct wsg_worker *w)
 
 void wsg_worker_drain(struct wsg_worker *w)
 {
-    w->draining = 1;
+    __atomic_store_n(&w->draining, 1, __ATOMIC_RELEASE); /* on_ups_wake may read it at any time */
     ev_async_send(w->loop, &w->wake);
 }
 

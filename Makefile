@@ -38,11 +38,13 @@ LIB_SRCS := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) $(wildcard tls/
             $(wildcard policies/*.c) $(wildcard policies/base/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 CERTS_SRCS := $(wildcard certs/*.c)
+# wsgate-ctl (issue 15): the admin endpoint's command-line client, on wsgate-certs' admin client
+CTL_OBJS := $(B)/certs/ctl/wsgate-ctl.o $(filter-out $(B)/certs/main.o,$(CERTS_SRCS:%.c=$(B)/%.o))
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all run test unit e2e asan deps test-deps clean format format-check bench bench-instructions
-all: $(B)/wsgate $(if $(CERTS_SRCS),$(B)/wsgate-certs)
+all: $(B)/wsgate $(if $(CERTS_SRCS),$(B)/wsgate-certs $(B)/wsgate-ctl)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): .ci/deps.sh $(MBEDTLS_INPUTS)
@@ -65,6 +67,9 @@ $(B)/wsgate: $(B)/gateway/main.o $(B)/libwsgate.a $(DEPS_STAMP)
 	$(CC) $(ALL_CFLAGS) -o $@ $(filter-out $(DEPS_STAMP),$^) $(LDLIBS)
 
 $(B)/wsgate-certs: $(CERTS_SRCS:%.c=$(B)/%.o) $(B)/libwsgate.a $(DEPS_STAMP)
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter-out $(DEPS_STAMP),$^) $(LDLIBS)
+
+$(B)/wsgate-ctl: $(CTL_OBJS) $(B)/libwsgate.a $(DEPS_STAMP)
 	$(CC) $(ALL_CFLAGS) -o $@ $(filter-out $(DEPS_STAMP),$^) $(LDLIBS)
 
 $(B)/tests/%_test: tests/unit/%_test.c $(B)/libwsgate.a $(DEPS_STAMP)
@@ -135,7 +140,7 @@ DOCDIR ?= $(PREFIX)/share/doc/wsgate
 UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
 SHARE := $(B)/share
-MAN_PAGES := $(SHARE)/wsgate.8 $(SHARE)/wsgate.conf.5 $(SHARE)/wsgate-certs.8
+MAN_PAGES := $(SHARE)/wsgate.8 $(SHARE)/wsgate.conf.5 $(SHARE)/wsgate-certs.8 $(SHARE)/wsgate-ctl.8
 
 .PHONY: man man-check install
 man: $(MAN_PAGES) $(SHARE)/wsgate.conf
@@ -166,7 +171,8 @@ install: all man
 	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/wsgate
 	install -m 0755 $(B)/wsgate $(DESTDIR)$(SBINDIR)/wsgate
 	install -m 0755 $(B)/wsgate-certs $(DESTDIR)$(BINDIR)/wsgate-certs
-	install -m 0644 $(SHARE)/wsgate.8 $(SHARE)/wsgate-certs.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0755 $(B)/wsgate-ctl $(DESTDIR)$(BINDIR)/wsgate-ctl
+	install -m 0644 $(SHARE)/wsgate.8 $(SHARE)/wsgate-certs.8 $(SHARE)/wsgate-ctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 $(SHARE)/wsgate.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	@# the unit as installed: the binary where SBINDIR put it, the config where SYSCONFDIR did
 	sed -e 's|/usr/local/bin/wsgate|$(SBINDIR)/wsgate|g' -e 's|/etc/wsgate/|$(SYSCONFDIR)/wsgate/|g' \

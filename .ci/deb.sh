@@ -54,7 +54,7 @@ echo "deb: built $(basename "$deb") in $(($(date +%s) - t0)) s ($(du -k "$deb" |
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/wsgate ./usr/bin/wsgate-certs ./etc/wsgate/wsgate.conf ./lib/systemd/system/wsgate.service \
     ./etc/logrotate.d/wsgate ./usr/share/man/man8/wsgate.8.gz ./usr/share/man/man5/wsgate.conf.5.gz \
-    ./usr/share/man/man8/wsgate-certs.8.gz ./usr/share/doc/wsgate/copyright ./usr/share/doc/wsgate/examples/grafana/wsgate.json; do
+    ./usr/share/man/man8/wsgate-certs.8.gz ./usr/bin/wsgate-ctl ./usr/share/man/man8/wsgate-ctl.8.gz ./usr/share/doc/wsgate/copyright ./usr/share/doc/wsgate/examples/grafana/wsgate.json; do
     if grep -q " $f\$" <<<"$contents"; then ok; else bad "$f is not in the package"; fi
 done
 if dpkg-deb -f "$deb" Depends | grep -q 'libev4' && dpkg-deb -f "$deb" Depends | grep -q 'libwslay1'; then ok
@@ -97,6 +97,7 @@ getent passwd wsgate | grep -q ':/nonexistent:/usr/sbin/nologin$' || say "no wsg
 out=$(/usr/sbin/wsgate -t -c /etc/wsgate/wsgate.conf 2>&1) || say "wsgate -t -c /etc/wsgate/wsgate.conf: $out"
 echo "deb: installed: $out"
 /usr/bin/wsgate-certs --help >/dev/null 2>&1; [ $? -le 1 ] || say "wsgate-certs does not run"
+/usr/bin/wsgate-ctl --help >/dev/null 2>&1 || say "wsgate-ctl does not run"
 MANWIDTH=80 man wsgate.conf 2>/dev/null | grep -q 'max_connections_per_ip' || say "man wsgate.conf does not show the settings"
 dpkg -r wsgate >/scratch/dpkg.log 2>&1 || { cat /scratch/dpkg.log; say "dpkg -r failed"; }
 [ ! -e /usr/sbin/wsgate ] || say "/usr/sbin/wsgate left after dpkg -r"

@@ -126,10 +126,34 @@ static void respond_stream(struct admin_conn *a, int status, const char *ctype, 
     free(body);
 }
 
+/* /upstreams (GET) and /upstreams/NAME/ACTION (POST). */
+static void respond_upstreams(struct admin_conn *a, const struct wsg_http_req *r)
+{
+    int post = method_is(r, "POST");
+    int list = target_is(r, "/upstreams");
+    if (list != !post || (!post && !method_is(r, "GET"))) {
+        respond(a, 405, "text/plain", "method not allowed\n", 19);
+        return;
+    }
+    char *body = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&body, &blen);
+    if (f == NULL) {
+        respond(a, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    int status = A.ops->upstreams(f, post, r->target, r->target_len);
+    fclose(f);
+    respond(a, status, "application/json", body, blen);
+    free(body);
+}
+
 static void handle(struct admin_conn *a, const struct wsg_http_req *r)
 {
     const struct wsg_admin_ops *ops = A.ops;
-    if (target_is(r, "/healthz") && method_is(r, "GET")) {
+    if (target_is(r, "/upstreams") || (r->target_len > 11 && memcmp(r->target, "/upstreams/", 11) == 0)) {
+        respond_upstreams(a, r);
+    } else if (target_is(r, "/healthz") && method_is(r, "GET")) {
         respond(a, 200, "text/plain", "ok\n", 3);
     } else if (target_is(r, "/readyz") && method_is(r, "GET")) {
         if (ops->draining())

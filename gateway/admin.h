@@ -10,6 +10,7 @@
  *   GET  /certs     JSON: served certificates and generations
  *   POST /reload    reload config and certificates: 200 {"ok":true,...} or 409 {"ok":false,"error":...}
  *   POST /drain     start draining: 202
+ *   GET  /upstreams, POST /upstreams/HOST:PORT/{drain,ready,weight}: gateway/lifecycle.h
  */
 #ifndef WSG_ADMIN_H
 #define WSG_ADMIN_H
@@ -26,6 +27,8 @@ struct wsg_admin_ops {
     int (*draining)(void);
     void (*metrics)(FILE *out);
     void (*certs)(FILE *out);
+    /* /upstreams...: prints the answer's JSON body and returns its HTTP status (lifecycle.h). */
+    int (*upstreams)(FILE *out, int post, const char *target, size_t len);
 };
 
 /* addr: "127.0.0.1:9090", "[::1]:9090" or "unix:/path/to.sock". Returns 0 or -1 with err. */

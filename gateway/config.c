@@ -105,6 +105,17 @@ static const struct setting settings[] = {
      "failed connects within fail_timeout that mark an upstream down (0 = never)"},
     {"fail_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(fail_timeout), NULL,
      "window for counting failures, and how long a failed upstream is skipped"},
+    {"health_check", T_STRING, 0, 0, "off", FIELD(health_check), NULL,
+     "active health check: PATH to GET (HTTP/1.1, plaintext) on every upstream every health_interval, "
+     "2xx/3xx = up; combined with the passive checks (off = passive only)"},
+    {"health_interval", T_DURATION, 0.1, 3600, "5s", FIELD(health_interval), NULL,
+     "time between two active checks of one upstream"},
+    {"health_timeout", T_DURATION, 0.05, 600, "2s", FIELD(health_timeout), NULL,
+     "an active check not answered within this (connect, request, status line) fails"},
+    {"health_rise", T_UINT, 1, 100, "2", FIELD(health_rise), NULL,
+     "consecutive passing checks that bring a down upstream back"},
+    {"health_fall", T_UINT, 1, 100, "3", FIELD(health_fall), NULL,
+     "consecutive failing checks that take an upstream down"},
     {"handshake_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(handshake_timeout), NULL,
      "TLS handshake must finish within this"},
     {"header_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(header_timeout), NULL,
@@ -992,6 +1003,15 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
         if (st->choices != NULL && !in_choices(st->choices, v)) {
             wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not one of: %s", v, st->choices);
             return -1;
+        }
+        if (strcmp(st->name, "health_check") == 0 && strcmp(v, "off") != 0) {
+            int ok = v[0] == '/';
+            for (const char *q = v; ok && *q; q++)
+                ok = *q > 0x20 && *q < 0x7f; /* it goes into a request line as it is */
+            if (!ok) {
+                wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not off or a path starting with /", v);
+                return -1;
+            }
         }
         if (strlen(v) >= st->size) {
             wsg_cfg_fail(err, file, line, st->name, "value is longer than %zu bytes", st->size - 1);

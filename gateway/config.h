@@ -62,8 +62,8 @@ struct wsg_cfg {
     struct wsg_cfg_upstream upstream[WSG_CFG_MAX_UPSTREAMS];
     unsigned nupstream;
     /* scalars */
-    unsigned workers;            /* 0 = number of CPUs */
-    unsigned hash_prefix;        /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
+    unsigned workers;                  /* 0 = number of CPUs */
+    unsigned hash_prefix;              /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
     unsigned affinity;           /* WSG_AFFINITY_IP (0) or WSG_AFFINITY_COOKIE (1) */
     char affinity_cookie[64];    /* the cookie's name (an RFC 6265 token) */
     double affinity_cookie_ttl;  /* seconds a token is honoured after it was issued */
@@ -71,19 +71,23 @@ struct wsg_cfg {
     char redis[300];             /* "HOST:PORT" or "unix:PATH": per-IP rules over the fleet ("" = off) */
     char redis_password[256];
     char redis_prefix[64];
-    double redis_sync;               /* seconds between two syncs with Redis */
-    unsigned max_fails;              /* passive health */
-    double fail_timeout;             /* seconds */
-    double handshake_timeout;        /* TLS handshake */
-    double header_timeout;           /* whole request head (slowloris) */
-    double keepalive_timeout;        /* idle client between requests */
-    double connect_timeout;          /* upstream connect */
-    double upstream_timeout;         /* waiting for upstream bytes during an HTTP exchange */
-    double ws_idle_timeout;          /* WebSocket with no frame either way */
-    double drain_timeout;            /* SIGTERM: exit at most this long after */
-    double drain_spread;             /* SIGTERM: WebSocket closes spread over this window */
-    unsigned max_connections;        /* per process, 0 = no limit */
-    unsigned max_connections_per_ip; /* all workers, 0 = no limit */
+    double redis_sync; /* seconds between two syncs with Redis */
+    unsigned max_fails;                /* passive health */
+    double fail_timeout;               /* seconds */
+    char health_check[256];            /* active health check path, or "off" */
+    double health_interval;            /* between two checks of one upstream */
+    double health_timeout;             /* one check must answer within this */
+    unsigned health_rise, health_fall; /* consecutive results that change the state */
+    double handshake_timeout;          /* TLS handshake */
+    double header_timeout;             /* whole request head (slowloris) */
+    double keepalive_timeout;          /* idle client between requests */
+    double connect_timeout;            /* upstream connect */
+    double upstream_timeout;           /* waiting for upstream bytes during an HTTP exchange */
+    double ws_idle_timeout;            /* WebSocket with no frame either way */
+    double drain_timeout;              /* SIGTERM: exit at most this long after */
+    double drain_spread;               /* SIGTERM: WebSocket closes spread over this window */
+    unsigned max_connections;          /* per process, 0 = no limit */
+    unsigned max_connections_per_ip;   /* all workers, 0 = no limit */
     /* Transitional (conn.c's ws_start still reads them; to go once it reads the policy): set
      * only by the plain max_frame/max_message settings at top level, default 16m. */
     uint64_t max_frame;             /* WebSocket frame payload; 1009 above */

@@ -300,12 +300,14 @@ int wsg_conn_http_head(struct wsg_conn *c)
     wsg_buf_consume(&c->cli_plain, (uint32_t)n);
     set_state(c, req.upgrade_ws ? WSG_ST_WS_UPGRADE : WSG_ST_HTTP);
 
-    /* Reuse the kept-alive upstream connection when it serves the same group (and is the upstream
-     * a valid affinity cookie names), else pick one: same client, same ranking. */
+    /* Reuse the kept-alive upstream connection when it serves the same group, its upstream may
+     * still take requests (not draining, weight > 0, healthy) and it is the upstream a valid
+     * affinity cookie names (if any), else pick one: same client, same ranking. */
     if (cfg->affinity == WSG_AFFINITY_COOKIE)
         affinity_read(c, &req, c->rt->ups[c->route]);
     c->flags &= ~WSG_CF_UP_REUSED;
     if (c->up.fd >= 0 && !c->up.eof && !c->up.connecting && c->ups == c->rt->ups[c->route] &&
+        wsg_upstream_is_up(c->peer, now_of(c)) &&
         (c->x.aff_peer == 0 || c->peer == &c->ups->peers[c->x.aff_peer - 1])) {
         c->flags |= WSG_CF_UP_REUSED;
         set_deadline(c, cfg->upstream_timeout);

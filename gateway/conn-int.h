@@ -130,6 +130,8 @@ struct wsg_conn {
     uint64_t cli_bytes_seen, pongs_seen;
     int retry_after;              /* seconds, for a 429/503 answer */
     double drain_at;              /* draining: when this WebSocket gets its 1001 */
+    unsigned up_drain : 1;        /* drain_at is for its upstream's drain, not the process's */
+    unsigned peer_session : 1;    /* counted in peer->sessions: give it back at the end */
     double next_progress;         /* next "ws_progress" access-log line (0: none) */
     struct wsg_ip_key conn_ipkey; /* max_connections_per_ip accounting */
     unsigned conn_ip_counted : 1;
@@ -236,6 +238,9 @@ void wsg_conn_ws_fail(struct wsg_conn *c, enum wsg_reason r, int cli_code, const
                       int up_code, const char *up_reason);
 /* Draining: schedules this session's 1001 within drain_spread (or sends it now). */
 void wsg_conn_ws_drain(struct wsg_conn *c);
+/* Its upstream is draining: schedules the 1001 "upstream draining" within spread seconds
+ * (unless a 1001 is already due); ready = 1 cancels a pending one (POST .../ready). */
+void wsg_conn_ws_upstream_drain(struct wsg_conn *c, double spread, int ready);
 /* Gives back the session's count in the per-IP table (ip_max_conns, ip_upgrades), if any. */
 void wsg_conn_ws_ip_release(struct wsg_conn *c);
 /* The session timer's callback (c->ws_timer). */

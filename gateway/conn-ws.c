@@ -200,7 +200,9 @@ void wsg_conn_ws_on_timer(EV_P_ ev_timer *t, int revents)
         wsg_conn_log_ws_line(c, "ws_progress");
         c->next_progress = now + cfg_of(c)->session_log_interval;
     }
-    if (c->drain_at && now >= c->drain_at) {
+    if (c->drain_at && now >= c->drain_at && c->up_drain) {
+        wsg_conn_ws_fail(c, WSG_R_UPSTREAM_DRAIN, 1001, "upstream draining", 1001, "upstream draining");
+    } else if (c->drain_at && now >= c->drain_at) {
         wsg_conn_ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
     } else if (c->pong_due && now >= c->pong_due) {
         wsg_conn_policy_hit(c, WSG_PR_PONG_TIMEOUT, 0, "no pong to the gateway's ping");
@@ -280,8 +282,16 @@ int wsg_conn_ws_start(struct wsg_conn *c)
     wsg_m_add(&metrics(c)->status[1], 1); /* the 101 sent to the client */
     set_deadline(c, cfg->ws_idle_timeout);
     ws_arm_timer(c);
+    if (c->peer != NULL) {
+        __atomic_add_fetch(&c->peer->sessions, 1, __ATOMIC_RELAXED);
+        c->peer_session = 1;
+    }
     if (c->flags & WSG_CF_DRAINING) /* upgraded while the gateway drains */
         wsg_conn_ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
+    else if (c->peer != NULL && __atomic_load_n(&c->peer->draining, __ATOMIC_ACQUIRE))
+        /* picked before its upstream's drain began, upgraded after: closed like the others */
+        wsg_conn_ws_upstream_drain(c, __atomic_load_n(&c->peer->drain_spread_ms, __ATOMIC_RELAXED) / 1000.0,
+                                   0);
     return 0;
 }
 
@@ -417,5 +427,31 @@ void wsg_conn_ws_drain(struct wsg_conn *c)
         ws_arm_timer(c);
     } else {
         wsg_conn_ws_fail(c, WSG_R_SHUTDOWN, 1001, "gateway shutting down", 1001, "gateway shutting down");
+    }
+}
+
+/* An upstream's drain (POST /upstreams/NAME/drain): the same random spread, its own reason. A
+ * session the process drain already scheduled keeps that time. */
+void wsg_conn_ws_upstream_drain(struct wsg_conn *c, double spread, int ready)
+{
+    if (c->flags & (WSG_CF_DRAINING | WSG_CF_CLOSE_CLI))
+        return;
+    if (ready) {
+        if (c->up_drain && c->drain_at) {
+            c->drain_at = 0;
+            c->up_drain = 0;
+            ws_arm_timer(c);
+        }
+        return;
+    }
+    if (c->drain_at)
+        return; /* already scheduled */
+    uint32_t r = 0;
+    c->up_drain = 1;
+    if (spread > 0 && wsg_rng_fill(c->w->rng, (uint8_t *)&r, sizeof(r)) == 0) {
+        c->drain_at = now_of(c) + spread * ((double)r / 4294967296.0) + 0.001;
+        ws_arm_timer(c);
+    } else {
+        wsg_conn_ws_fail(c, WSG_R_UPSTREAM_DRAIN, 1001, "upstream draining", 1001, "upstream draining");
     }
 }

@@ -333,6 +333,8 @@ static void conn_destroy(struct wsg_conn *c)
     ev_timer_stop(w->loop, &c->ws_timer);
     ev_timer_stop(w->loop, &c->tls_idle);
     wsg_conn_ws_ip_release(c);
+    if (c->peer_session)
+        __atomic_sub_fetch(&c->peer->sessions, 1, __ATOMIC_RELAXED);
     if (c->conn_ip_counted)
         wsg_iptable_conn_end(w->sh->ipt, &c->conn_ipkey);
     __atomic_sub_fetch(&w->sh->live_conns, 1, __ATOMIC_RELAXED);
@@ -671,6 +673,24 @@ void wsg_conn_drain(struct wsg_conn *c)
     default:
         c->x.keep_alive = 0;
         break;
+    }
+    wsg_conn_proceed(c);
+}
+
+void wsg_conn_upstream_changed(struct wsg_conn *c)
+{
+    if (c->peer == NULL)
+        return;
+    int draining = __atomic_load_n(&c->peer->draining, __ATOMIC_ACQUIRE);
+    if (c->st == WSG_ST_WS) {
+        double spread = __atomic_load_n(&c->peer->drain_spread_ms, __ATOMIC_RELAXED) / 1000.0;
+        wsg_conn_ws_upstream_drain(c, spread, !draining);
+    } else if (c->st == WSG_ST_REQ_HEAD && draining && c->up.fd >= 0) {
+        /* between two requests: the next one goes elsewhere anyway */
+        wsg_conn_side_close(c, &c->up);
+        wsg_buf_free(&c->up.in);
+    } else {
+        return;
     }
     wsg_conn_proceed(c);
 }

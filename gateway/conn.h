@@ -62,6 +62,7 @@ struct wsg_worker {
     ev_timer accept_retry; /* re-enables accepting after EMFILE */
     ev_async wake;         /* main thread -> worker: drain or stop */
     ev_timer drain_timer;
+    ev_async ups_wake;     /* main thread -> worker: an upstream was drained or made ready */
     volatile int draining; /* set by main, read by the worker after wake */
     int done;              /* set by the worker when its thread is about to return */
     double drain_deadline;
@@ -79,6 +80,10 @@ void *wsg_worker_main(void *arg);
 /* From the main thread: begin draining (stop accepting, close WebSockets with 1001). */
 void wsg_worker_drain(struct wsg_worker *w);
 
+/* From the main thread: an upstream's drain state changed (gateway/lifecycle.c); the worker
+ * schedules or cancels the 1001s of its own WebSockets on it. */
+void wsg_worker_upstreams_changed(struct wsg_worker *w);
+
 /* Prepares a worker (loop, rng, spare fd); listening sockets come from wsg_worker_listen. */
 int wsg_worker_init(struct wsg_worker *w, int id, struct wsg_shared *sh);
 
@@ -87,6 +92,10 @@ int wsg_worker_init(struct wsg_worker *w, int id, struct wsg_shared *sh);
 void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int proxy);
 /* Drain one connection: idle ones close now, WebSockets get 1001, HTTP exchanges finish first. */
 void wsg_conn_drain(struct wsg_conn *c);
+/* Its upstream's drain state may have changed: a WebSocket on a draining upstream gets its 1001
+ * within the drain's spread (cancelled again by ready), an idle keep-alive connection lets its
+ * upstream connection go. May free c. */
+void wsg_conn_upstream_changed(struct wsg_conn *c);
 /* Frees a connection at once (end of the drain window). */
 void wsg_conn_abort(struct wsg_conn *c);
 struct wsg_conn *wsg_conn_next(const struct wsg_conn *c);

@@ -26,6 +26,8 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/fleet.h"
+#include "gateway/health.h"
+#include "gateway/lifecycle.h"
 #include "gateway/log.h"
 #include "gateway/upstream.h"
 #include "tls/tls.h"
@@ -475,18 +477,7 @@ static void admin_metrics(FILE *f)
             wsg_tls_store_live_generations(g.sh.tls));
     fprintf(f, "# HELP wsgate_draining 1 while draining.\n# TYPE wsgate_draining gauge\nwsgate_draining %d\n",
             g.draining);
-    fprintf(f, "# HELP wsgate_upstream_up 0 while passive health has taken the upstream out.\n"
-               "# TYPE wsgate_upstream_up gauge\n");
-    double now = ev_now(g.loop);
-    for (unsigned r = 0; r <= rt->cfg->nroutes; r++) {
-        if (r > 0 && rt->ups[r] == rt->ups[0])
-            continue;
-        const struct wsg_upstreams *u = rt->ups[r];
-        for (size_t i = 0; i < u->npeers; i++)
-            fprintf(f, "wsgate_upstream_up{route=\"%s\",upstream=\"%s\"} %d\n",
-                    r == 0 ? "default" : rt->cfg->routes[r - 1].name, u->peers[i].name,
-                    u->peers[i].down_until <= now ? 1 : 0);
-    }
+    wsg_lifecycle_metrics(f, rt, ev_now(g.loop));
     static const char *const pick_family[2] = {"wsgate_upstream_picks_total",
                                                "wsgate_upstream_failures_total"};
     static const char *const pick_help[2] = {"Connections opened to the upstream (picked and connected).",
@@ -514,12 +505,27 @@ static void admin_certs(FILE *f)
     wsg_tls_store_describe_json(g.sh.tls, f);
 }
 
+static int admin_upstreams(FILE *f, int post, const char *target, size_t len)
+{
+    struct wsg_runtime *rts[1 + MAX_OLD];
+    size_t n = 0;
+    rts[n++] = (struct wsg_runtime *)wsg_shared_rt(&g.sh);
+    for (unsigned i = 0; i < g.nold; i++)
+        rts[n++] = g.old[i];
+    if (!post) {
+        wsg_lifecycle_list(f, rts, n, ev_now(g.loop));
+        return 200;
+    }
+    return wsg_lifecycle_post(f, target, len, rts, n, g.workers, g.nworkers);
+}
+
 static const struct wsg_admin_ops admin_ops = {
     .reload = admin_reload,
     .drain = start_drain,
     .draining = admin_draining,
     .metrics = admin_metrics,
     .certs = admin_certs,
+    .upstreams = admin_upstreams,
 };
 
 int main(int argc, char **argv)
@@ -643,6 +649,11 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* the active health checker: one thread for the process (idle while health_check is off) */
+    if (wsg_health_start(&g.sh, err) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     if (strcmp(cfg->watch_certs, "on") == 0)
@@ -662,6 +673,7 @@ int main(int argc, char **argv)
 
     for (unsigned i = 0; i < g.nworkers; i++)
         pthread_join(g.workers[i].thread, NULL);
+    wsg_health_stop();
     wsg_log(WSG_LOG_NOTICE, "drained, exiting");
     free(g.workers);
     wsg_admin_stop(loop);

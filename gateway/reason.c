@@ -25,6 +25,7 @@ const struct wsg_reason_row wsg_reasons[WSG_R__COUNT] = {
     [WSG_R_IDLE] = {"keep-alive idle timeout", 0, 0},
     [WSG_R_CLIENT_CLOSED] = {"client closed", 0, 1001},
     [WSG_R_SHUTDOWN] = {"gateway shutting down", 503, 1001},
+    [WSG_R_UPSTREAM_DRAIN] = {"upstream draining", 503, 1001},
     [WSG_R_NOMEM] = {"out of memory", 503, 1011},
     [WSG_R_ORIGIN] = {"origin not allowed", 403, 0},
     [WSG_R_SUBPROTOCOL] = {"subprotocol not allowed", 403, 0},

@@ -44,6 +44,7 @@ enum wsg_reason {
     WSG_R_WS_LIFETIME,      /* 1001: max_lifetime reached */
     WSG_R_WS_SLOW,          /* 1008: the client did not read for slow_consumer_grace */
     WSG_R_PROXY_HEADER,     /* proxy_protocol listener: bad, cut or late PROXY header, no answer */
+    WSG_R_UPSTREAM_DRAIN,   /* 1001: the upstream is being drained (POST /upstreams/NAME/drain) */
     WSG_R__COUNT
 };
 

@@ -78,7 +78,8 @@ static double score(const struct wsg_peer *p, const uint8_t *key, size_t keylen)
     uint64_t h = fnv1a(FNV_OFFSET, key, keylen);
     h = mix(fnv1a(h, p->name, strlen(p->name)));
     double x = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* 2^53: x in (0,1) */
-    return -(double)p->weight / log(x);
+    unsigned w = __atomic_load_n(&p->weight, __ATOMIC_RELAXED);
+    return -(double)(w > 0 ? w : 1) / log(x); /* weight 0 ranks as 1: is_up skips it */
 }
 
 int wsg_upstream_add(struct wsg_upstreams *u, const char *hostport, unsigned weight, char err[WSG_ERRLEN])
@@ -163,6 +164,7 @@ int wsg_upstream_add(struct wsg_upstreams *u, const char *hostport, unsigned wei
     }
     memcpy(p->name, hostport, len + 1);
     p->weight = weight;
+    p->cfg_weight = weight;
     if (pthread_mutex_init(&p->lock, NULL) != 0) {
         snprintf(err, WSG_ERRLEN, "upstream \"%s\": cannot create lock", hostport);
         return -1;
@@ -209,9 +211,21 @@ static int is_down(struct wsg_peer *p, double now)
     return down;
 }
 
+int wsg_upstream_passive_down(struct wsg_peer *p, double now)
+{
+    return is_down(p, now);
+}
+
+/* Taken out by the operator: draining, or weight 0. */
+static int admin_out(const struct wsg_peer *p)
+{
+    return __atomic_load_n(&p->draining, __ATOMIC_ACQUIRE) ||
+           __atomic_load_n(&p->weight, __ATOMIC_RELAXED) == 0;
+}
+
 int wsg_upstream_is_up(struct wsg_peer *p, double now)
 {
-    return !is_down(p, now);
+    return !admin_out(p) && !__atomic_load_n(&p->hc_down, __ATOMIC_RELAXED) && !is_down(p, now);
 }
 
 struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockaddr *client, uint64_t tried,
@@ -226,12 +240,14 @@ struct wsg_peer *wsg_upstream_pick(struct wsg_upstreams *u, const struct sockadd
         if (tried & (1ULL << idx))
             continue;
         struct wsg_peer *p = &u->peers[idx];
-        if (!is_down(p, now))
+        if (wsg_upstream_is_up(p, now))
             return p;
-        if (fallback == NULL)
+        if (fallback == NULL && !admin_out(p))
             fallback = p;
     }
-    return fallback; /* every untried peer is down: try the best of them anyway */
+    /* every untried peer is down by health: try the best of them anyway; never one that the
+     * operator took out (draining, weight 0) */
+    return fallback;
 }
 
 void wsg_upstream_release(struct wsg_upstreams *u, struct wsg_peer *p, int failed, double now)

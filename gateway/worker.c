@@ -170,9 +170,28 @@ static void on_wake(EV_P_ ev_async *a, int revents)
     drain_step(w);
 }
 
+static void on_ups_wake(EV_P_ ev_async *a, int revents)
+{
+    WSG_UNUSED(loop);
+    WSG_UNUSED(revents);
+    struct wsg_worker *w = container_of(a, struct wsg_worker, ups_wake);
+    if (__atomic_load_n(&w->draining, __ATOMIC_ACQUIRE))
+        return; /* the process drain has the connections now */
+    /* conn_upstream_changed may free c, so take next first */
+    for (struct wsg_conn *c = w->conns, *next; c != NULL; c = next) {
+        next = wsg_conn_next(c);
+        wsg_conn_upstream_changed(c);
+    }
+}
+
+void wsg_worker_upstreams_changed(struct wsg_worker *w)
+{
+    ev_async_send(w->loop, &w->ups_wake);
+}
+
 void wsg_worker_drain(struct wsg_worker *w)
 {
-    w->draining = 1;
+    __atomic_store_n(&w->draining, 1, __ATOMIC_RELEASE); /* on_ups_wake may read it at any time */
     ev_async_send(w->loop, &w->wake);
 }
 
@@ -213,6 +232,8 @@ int wsg_worker_init(struct wsg_worker *w, int id, struct wsg_shared *sh)
         return -1;
     ev_async_init(&w->wake, on_wake);
     ev_async_start(w->loop, &w->wake);
+    ev_async_init(&w->ups_wake, on_ups_wake);
+    ev_async_start(w->loop, &w->ups_wake);
     ev_init(&w->accept_retry, on_accept_retry);
     ev_init(&w->drain_timer, on_drain_timer);
     return 0;

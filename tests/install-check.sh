@@ -28,8 +28,10 @@ else
     done <<'LIST'
 755 /usr/sbin/wsgate
 755 /usr/bin/wsgate-certs
+755 /usr/bin/wsgate-ctl
 644 /usr/share/man/man8/wsgate.8
 644 /usr/share/man/man8/wsgate-certs.8
+644 /usr/share/man/man8/wsgate-ctl.8
 644 /usr/share/man/man5/wsgate.conf.5
 640 /etc/wsgate/wsgate.conf
 644 /lib/systemd/system/wsgate.service

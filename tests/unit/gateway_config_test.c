@@ -72,6 +72,10 @@ static void test_defaults(void **state)
     assert_int_equal(c->hash_prefix, 0);
     assert_int_equal(c->max_fails, 1);
     assert_true(c->fail_timeout == 10);
+    assert_string_equal(c->health_check, "off");
+    assert_true(c->health_interval == 5 && c->health_timeout == 2);
+    assert_int_equal(c->health_rise, 2);
+    assert_int_equal(c->health_fall, 3);
     assert_true(c->handshake_timeout == 10);
     assert_true(c->header_timeout == 10);
     assert_true(c->keepalive_timeout == 60);
@@ -242,6 +246,23 @@ static void test_error_messages(void **state)
                         "wsgate.conf:12: tls_cipher_order: \"fastest\" is not one of: server client");
     assert_string_equal(set(c, "fail_timeout", "10x"),
                         "wsgate.conf:12: fail_timeout: \"10x\" is not a duration (e.g. 500ms, 10s, 2m)");
+    /* active health checks (issue 15) */
+    assert_string_equal(set(c, "health_check", "health"),
+                        "wsgate.conf:12: health_check: \"health\" is not off or a path starting with /");
+    assert_string_equal(set(c, "health_check", "/a\x01b"),
+                        "wsgate.conf:12: health_check: \"/a\x01b\" is not off or a path starting with /");
+    assert_string_equal(set(c, "health_interval", "50ms"),
+                        "wsgate.conf:12: health_interval: 50ms is below the minimum 100ms");
+    assert_string_equal(set(c, "health_interval", "2h"),
+                        "wsgate.conf:12: health_interval: 2h is above the maximum 1h");
+    assert_string_equal(set(c, "health_timeout", "2x"),
+                        "wsgate.conf:12: health_timeout: \"2x\" is not a duration (e.g. 500ms, 10s, 2m)");
+    assert_string_equal(set(c, "health_timeout", "11m"),
+                        "wsgate.conf:12: health_timeout: 11m is above the maximum 10m");
+    assert_string_equal(set(c, "health_rise", "0"), "wsgate.conf:12: health_rise: 0 is below the minimum 1");
+    assert_string_equal(set(c, "health_fall", "101"),
+                        "wsgate.conf:12: health_fall: 101 is above the maximum 100");
+    assert_string_equal(set(c, "health_fall", "-1"), "wsgate.conf:12: health_fall: \"-1\" is not a number");
     assert_string_equal(set(c, "handshake_timeout", "50ms"),
                         "wsgate.conf:12: handshake_timeout: 50ms is below the minimum 100ms");
     assert_string_equal(set(c, "ws_idle_timeout", "2d"),
@@ -299,6 +320,8 @@ static void test_upstream_values(void **state)
 {
     (void)state;
     struct wsg_cfg *c = fresh();
+    assert_string_equal(set(c, "health_check", "/healthz?full=1"), "");
+    assert_string_equal(c->health_check, "/healthz?full=1");
     assert_string_equal(set(c, "upstream", "127.0.0.1:3001"), "");
     assert_string_equal(set(c, "upstream", "127.0.0.1:3002   weight=2"), "");
     assert_string_equal(set(c, "upstream", "[::1]:3003 weight=100"), "");
@@ -713,6 +736,11 @@ static void test_help_and_markdown(void **state)
                                   "redis_sync",
                                   "max_fails",
                                   "fail_timeout",
+                                  "health_check",
+                                  "health_interval",
+                                  "health_timeout",
+                                  "health_rise",
+                                  "health_fall",
                                   "handshake_timeout",
                                   "header_timeout",
                                   "keepalive_timeout",

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/health.h"
 #include "gateway/upstream.h"
 
 static const char *four[] = {"10.0.0.1:3000", "10.0.0.2:3000", "10.0.0.3:3000", "10.0.0.4:3000"};
@@ -416,6 +417,70 @@ static void test_pick_and_health(void **state)
     destroy(u);
 }
 
+/* Issue 15: draining, weight 0 and the active check take a peer out of placement; clients
+ * move to their next-ranked peer; the operator's choices are never the all-down fallback. */
+static void test_lifecycle_states(void **state)
+{
+    (void)state;
+    struct wsg_upstreams *u = build(four, NULL, 4);
+    struct sockaddr_storage c = v4("192.0.2.1", 4242); /* ranking 3, 1, 0, 2 */
+    struct sockaddr *sa = (struct sockaddr *)&c;
+    double now = 1000;
+    for (size_t i = 0; i < 4; i++)
+        assert_true(wsg_upstream_is_up(&u->peers[i], now));
+
+    u->peers[3].draining = 1;
+    assert_false(wsg_upstream_is_up(&u->peers[3], now));
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 0, now)), 1);
+    u->peers[1].weight = 0;
+    assert_false(wsg_upstream_is_up(&u->peers[1], now));
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 0, now)), 0);
+    u->peers[0].hc_down = 1;
+    assert_false(wsg_upstream_is_up(&u->peers[0], now));
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 0, now)), 2);
+    /* 2 down by health too: the fallback is the best one down by health (0), never 3 or 1 */
+    u->peers[2].hc_down = 1;
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 0, now)), 0);
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 1u << 0, now)), 2);
+    assert_null(wsg_upstream_pick(u, sa, (1u << 0) | (1u << 2), now));
+
+    /* ready again and weighted: back to the first choice (rendezvous: nobody else moved) */
+    u->peers[3].draining = 0;
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 0, now)), 3);
+    u->peers[1].weight = 1;
+    u->peers[0].hc_down = u->peers[2].hc_down = 0;
+    assert_int_equal(wsg_upstream_index(u, wsg_upstream_pick(u, sa, 1u << 3, now)), 1);
+    destroy(u);
+}
+
+/* The active check reads only the status line; everything else is a failed check. */
+static void test_health_status_line(void **state)
+{
+    (void)state;
+#define SL(s) wsg_health_status_line(s, sizeof(s) - 1)
+    assert_int_equal(SL("HTTP/1.1 200 OK\r\n"), 200);
+    assert_int_equal(SL("HTTP/1.0 302 Found\r\n"), 302);
+    assert_int_equal(SL("HTTP/1.1 503\r\n"), 503);
+    assert_int_equal(SL("HTTP/1.1 999 x"), 999);
+    /* more bytes needed */
+    assert_int_equal(SL(""), 0);
+    assert_int_equal(SL("HTTP/1"), 0);
+    assert_int_equal(SL("HTTP/1.1 20"), 0);
+    assert_int_equal(SL("HTTP/1.1 200"), 0);
+    /* not a status line */
+    assert_int_equal(SL("HTTP/2.0 200 OK\r\n"), -1);
+    assert_int_equal(SL("http/1.1 200 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.x 200 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1  200 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1 2x0 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1 099 OK\r\n"), -1);
+    assert_int_equal(SL("HTTP/1.1 2000 OK\r\n"), -1);
+    assert_int_equal(SL("SSH-2.0-OpenSSH\r\n"), -1);
+    assert_int_equal(SL("H"), 0);
+    assert_int_equal(SL("X"), -1);
+#undef SL
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +494,8 @@ int main(void)
         cmocka_unit_test(test_prefix24),
         cmocka_unit_test(test_ipv6_and_mapped),
         cmocka_unit_test(test_pick_and_health),
+        cmocka_unit_test(test_lifecycle_states),
+        cmocka_unit_test(test_health_status_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,8 @@
 #   BENCH_POLICIES [1]     wsgate 64 B with all policy rules on (generous limits) vs off, interleaved
 #   BENCH_ALL_WORKERS [0]  also echo with all workers (wsgate --workers nproc, nginx worker_processes auto,
 #                          HAProxy nbthread nproc), proxies not pinned; BENCH_ALL_SIZES ["64 1024"]
+#   BENCH_REDIS [1]        with BENCH_POLICIES: a third interleaved row, policies on with the per-IP
+#                          rules synced through a redis-server on loopback (issue 14: within 5%)
 #   BENCH_WSGATE_ARGS []   extra wsgate flags for every wsgate run
 set -uo pipefail
 
@@ -56,6 +58,8 @@ RAW_SECONDS=${BENCH_RAW_SECONDS:-$(q 0.5 3)}
 DO_RATE=${BENCH_RATE:-1}
 RATE_MSGS=${BENCH_RATE_MSGS:-}
 DO_POLICIES=${BENCH_POLICIES:-1}
+DO_REDIS=${BENCH_REDIS:-1}
+command -v redis-server >/dev/null || DO_REDIS=0
 ALL_WORKERS=${BENCH_ALL_WORKERS:-0}
 ALL_SIZES=${BENCH_ALL_SIZES:-"64 1024"}
 BASE=${BENCH_PORT_BASE:-$((20000 + RANDOM % 12000))}
@@ -250,6 +254,8 @@ wait_port "$UPORT" "$ECHO_PID" || die "echo_upstream did not start ($(cat "$RUN/
 WSGATE_CMD=("$WSGATE" --listen "127.0.0.1:$WPORT" --upstream "127.0.0.1:$UPORT" --workers 1 --access_log off
     --cert "$RUN/cert.pem" --key "$RUN/key.pem" ${BENCH_WSGATE_ARGS:-})
 WSGATE_POL_CMD=("${WSGATE_CMD[@]}" "${POLICY_ARGS[@]}")
+RPORT=$((BASE + 5))
+WSGATE_POLR_CMD=("${WSGATE_POL_CMD[@]}" --redis "127.0.0.1:$RPORT")
 WSGATE_ALL_CMD=("${WSGATE_CMD[@]}" --workers "$NPROC") # the later --workers wins
 NGX_USER=""
 [ "$(id -u)" = 0 ] && NGX_USER="user root;"
@@ -353,6 +359,10 @@ start_proxy() { # start_proxy NAME -> PROXY_PID, PROXY_PORT (NAME: wsgate nginx 
         ;;
     wsgate-pol)
         "${PIN_PROXY[@]}" "${WSGATE_POL_CMD[@]}" >>"$log" 2>&1 &
+        PROXY_PORT=$WPORT
+        ;;
+    wsgate-polr)
+        "${PIN_PROXY[@]}" "${WSGATE_POLR_CMD[@]}" >>"$log" 2>&1 &
         PROXY_PORT=$WPORT
         ;;
     wsgate-all)
@@ -663,6 +673,12 @@ fi
 
 # policies on vs off: the same wsgate, interleaved (off, on, off, on, ...) so drift hits both
 POL_CHECK=""
+if [ "$DO_POLICIES" = 1 ] && has_proxy wsgate && [ "$DO_REDIS" = 1 ]; then
+    # pinned with the generator (it is the fleet's store, not the proxy)
+    "${PIN_GEN[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$RUN/redis.log" 2>&1 &
+    PIDS+=("$!")
+    wait_port "$RPORT" "$!" || die "redis-server did not start ($(cat "$RUN/redis.log"))"
+fi
 if [ "$DO_POLICIES" = 1 ] && has_proxy wsgate; then
     for r in $(seq 1 "$REPS"); do
         start_proxy wsgate
@@ -682,6 +698,11 @@ if [ "$DO_POLICIES" = 1 ] && has_proxy wsgate; then
             fi
         fi
         stop_proxy wsgate-pol
+        if [ "$DO_REDIS" = 1 ]; then
+            start_proxy wsgate-polr
+            run_echo "wsgate-polredis-64-$r" "$PROXY_PORT" --tls 64 "$PROXY_PID" "${POLICY_CLIENT[@]}"
+            stop_proxy wsgate-polr
+        fi
     done
 fi
 
@@ -856,6 +877,14 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
         printf '  %-22s %-26s CPU %% %s\n' "policies off" "$(cell "$off" "%.0f") msgs/s" "$(cell "$offc" "%.0f")"
         printf '  %-22s %-26s CPU %% %s\n' "policies on" "$(cell "$on" "%.0f") msgs/s" "$(cell "$onc" "%.0f")"
         echo "  on/off msgs/s ratio: $(ratio "${on%% *}" "${off%% *}")   (rules: ${POLICY_ARGS[*]})"
+        if [ "$DO_REDIS" = 1 ]; then
+            onr=$(agg wsgate-polredis-64 msgs_per_s)
+            onrc=$(agg wsgate-polredis-64 server_cpu_pct)
+            printf '  %-22s %-26s CPU %% %s\n' "policies on + redis" "$(cell "$onr" "%.0f") msgs/s" "$(cell "$onrc" "%.0f")"
+            pc_on=$(awk -v m="${on%% *}" -v c="${onc%% *}" 'BEGIN { if (c + 0 > 0) printf "%.0f", m * 100 / c; else print "-" }')
+            pc_onr=$(awk -v m="${onr%% *}" -v c="${onrc%% *}" 'BEGIN { if (c + 0 > 0) printf "%.0f", m * 100 / c; else print "-" }')
+            echo "  redis/local per proxy CPU-second: $(ratio "$pc_onr" "$pc_on") ($pc_onr vs $pc_on msgs per CPU-s; --redis 127.0.0.1:$RPORT, redis_sync 100ms)"
+        fi
     fi
     if [ -s "$RAW_RES" ]; then
         echo

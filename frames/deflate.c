@@ -158,13 +158,15 @@ size_t wsg_ws_deflate_offer(const char *in, size_t len, char *out, size_t cap, s
         const char *why;
         struct wsg_ws_deflate d;
         if (n >= 0 && is_name(&name, "permessage-deflate") && read_params(ps, n, 0, &d, &why) == 0) {
-            int w = snprintf(out, cap, "permessage-deflate%s%s", d.server_no_context ? "; server_no_context_takeover" : "",
+            int w = snprintf(out, cap, "permessage-deflate%s%s",
+                             d.server_no_context ? "; server_no_context_takeover" : "",
                              d.client_no_context ? "; client_no_context_takeover" : "");
             if (w > 0 && (size_t)w < cap && d.server_bits)
                 w += snprintf(out + w, cap - (size_t)w, "; server_max_window_bits=%u", d.server_bits);
             if (w > 0 && (size_t)w < cap && d.client_bits_param)
-                w += d.client_bits ? snprintf(out + w, cap - (size_t)w, "; client_max_window_bits=%u", d.client_bits)
-                                   : snprintf(out + w, cap - (size_t)w, "; client_max_window_bits");
+                w += d.client_bits
+                         ? snprintf(out + w, cap - (size_t)w, "; client_max_window_bits=%u", d.client_bits)
+                         : snprintf(out + w, cap - (size_t)w, "; client_max_window_bits");
             if (w <= 0 || (size_t)w >= cap)
                 return 0;
             *offer = d;

@@ -96,7 +96,8 @@ static size_t compress_msg(const uint8_t *in, size_t n, int level, int wbits, ui
     return len - 4;
 }
 
-static void put_frame(struct wsg_buf *wire, int fin, int rsv1, int opcode, const uint8_t *p, size_t n, uint32_t *seed)
+static void put_frame(struct wsg_buf *wire, int fin, int rsv1, int opcode, const uint8_t *p, size_t n,
+                      uint32_t *seed)
 {
     uint8_t h[14], key[4];
     size_t hl = 2;

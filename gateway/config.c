@@ -105,16 +105,16 @@ static const struct setting settings[] = {
      "failed connects within fail_timeout that mark an upstream down (0 = never)"},
     {"fail_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(fail_timeout), NULL,
      "window for counting failures, and how long a failed upstream is skipped"},
-    {"health_check", T_STRING, 0, 0, "off", FIELD(health_check), NULL,
+    {"health_check", T_STRING, 0, 0, "off", FIELD_R(health_check, health_check), NULL,
      "active health check: PATH to GET (HTTP/1.1, plaintext) on every upstream every health_interval, "
      "2xx/3xx = up; combined with the passive checks (off = passive only)"},
-    {"health_interval", T_DURATION, 0.1, 3600, "5s", FIELD(health_interval), NULL,
+    {"health_interval", T_DURATION, 0.1, 3600, "5s", FIELD_R(health_interval, health_interval), NULL,
      "time between two active checks of one upstream"},
-    {"health_timeout", T_DURATION, 0.05, 600, "2s", FIELD(health_timeout), NULL,
+    {"health_timeout", T_DURATION, 0.05, 600, "2s", FIELD_R(health_timeout, health_timeout), NULL,
      "an active check not answered within this (connect, request, status line) fails"},
-    {"health_rise", T_UINT, 1, 100, "2", FIELD(health_rise), NULL,
+    {"health_rise", T_UINT, 1, 100, "2", FIELD_R(health_rise, health_rise), NULL,
      "consecutive passing checks that bring a down upstream back"},
-    {"health_fall", T_UINT, 1, 100, "3", FIELD(health_fall), NULL,
+    {"health_fall", T_UINT, 1, 100, "3", FIELD_R(health_fall, health_fall), NULL,
      "consecutive failing checks that take an upstream down"},
     {"handshake_timeout", T_DURATION, 0.1, 3600, "10s", FIELD(handshake_timeout), NULL,
      "TLS handshake must finish within this"},
@@ -1017,6 +1017,8 @@ static int set_scalar(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct s
             wsg_cfg_fail(err, file, line, st->name, "value is longer than %zu bytes", st->size - 1);
             return -1;
         }
+        if (r != NULL && st->route) /* a route's own value (FIELD_R): in its policy */
+            field = (char *)policy_of(c, r) + st->alt;
         /* a cookie name is an RFC 6265 token: no separators, controls or spaces */
         if (strcmp(st->name, "redis") == 0 && !redis_addr_ok(v)) {
             wsg_cfg_fail(err, file, line, st->name, "\"%s\" is not HOST:PORT or unix:/PATH", v);

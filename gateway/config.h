@@ -62,8 +62,8 @@ struct wsg_cfg {
     struct wsg_cfg_upstream upstream[WSG_CFG_MAX_UPSTREAMS];
     unsigned nupstream;
     /* scalars */
-    unsigned workers;                  /* 0 = number of CPUs */
-    unsigned hash_prefix;              /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
+    unsigned workers;            /* 0 = number of CPUs */
+    unsigned hash_prefix;        /* 0 = whole client address, 24 = IPv4 /24 (nginx ip_hash) */
     unsigned affinity;           /* WSG_AFFINITY_IP (0) or WSG_AFFINITY_COOKIE (1) */
     char affinity_cookie[64];    /* the cookie's name (an RFC 6265 token) */
     double affinity_cookie_ttl;  /* seconds a token is honoured after it was issued */
@@ -71,7 +71,7 @@ struct wsg_cfg {
     char redis[300];             /* "HOST:PORT" or "unix:PATH": per-IP rules over the fleet ("" = off) */
     char redis_password[256];
     char redis_prefix[64];
-    double redis_sync; /* seconds between two syncs with Redis */
+    double redis_sync;                 /* seconds between two syncs with Redis */
     unsigned max_fails;                /* passive health */
     double fail_timeout;               /* seconds */
     char health_check[256];            /* active health check path, or "off" */

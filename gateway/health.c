@@ -161,18 +161,50 @@ static void on_check_timeout(EV_P_ ev_timer *t, int revents)
     finish(k, -1, k->req_off < k->req_len ? "timed out connecting" : "timed out waiting for the answer");
 }
 
-static void start_check(const struct wsg_cfg *cfg, struct wsg_peer *p)
+/* The check settings of one upstream group: a route's own values where its block set them. */
+struct hc_set {
+    const char *path;
+    double interval, timeout;
+    unsigned rise, fall;
+};
+
+static struct hc_set settings_of(const struct wsg_cfg *cfg, unsigned r)
+{
+    struct hc_set s = {cfg->health_check, cfg->health_interval, cfg->health_timeout, cfg->health_rise,
+                       cfg->health_fall};
+    if (r > 0) {
+        const struct wsg_policy *p = &cfg->routes[r - 1].policy;
+        if (p->health_check[0] != '\0')
+            s.path = p->health_check;
+        if (p->health_interval > 0)
+            s.interval = p->health_interval;
+        if (p->health_timeout > 0)
+            s.timeout = p->health_timeout;
+        if (p->health_rise > 0)
+            s.rise = p->health_rise;
+        if (p->health_fall > 0)
+            s.fall = p->health_fall;
+    }
+    return s;
+}
+
+const char *wsg_health_path(const struct wsg_cfg *cfg, unsigned r)
+{
+    return settings_of(cfg, r).path;
+}
+
+static void start_check(const struct hc_set *cfg, struct wsg_peer *p)
 {
     struct check *k = calloc(1, sizeof(*k));
     if (k == NULL)
         return;
     k->p = p;
     k->t0 = ev_time();
-    k->rise = cfg->health_rise;
-    k->fall = cfg->health_fall;
+    k->rise = cfg->rise;
+    k->fall = cfg->fall;
     int n = snprintf(k->req, sizeof(k->req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wsgate-health\r\nConnection: close\r\n\r\n",
-                     cfg->health_check, p->name);
+                     cfg->path, p->name);
     k->req_len = n > 0 && (size_t)n < sizeof(k->req) ? (size_t)n : 0;
     int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     p->hc_busy = 1;
@@ -189,7 +221,7 @@ static void start_check(const struct wsg_cfg *cfg, struct wsg_peer *p)
     }
     ev_io_init(&k->io, on_check_io, fd, EV_WRITE);
     ev_io_start(H.loop, &k->io);
-    ev_timer_init(&k->timer, on_check_timeout, cfg->health_timeout, 0.);
+    ev_timer_init(&k->timer, on_check_timeout, cfg->timeout, 0.);
     ev_timer_start(H.loop, &k->timer);
 }
 
@@ -199,24 +231,25 @@ static void on_tick(EV_P_ ev_timer *t, int revents)
     WSG_UNUSED(revents);
     const struct wsg_runtime *rt = wsg_shared_rt(H.sh);
     const struct wsg_cfg *cfg = rt->cfg;
-    int on = strcmp(cfg->health_check, "off") != 0;
-    double now = ev_now(loop);
-    if (on) {
-        for (unsigned r = 0; r <= cfg->nroutes; r++) {
-            if (r > 0 && rt->ups[r] == rt->ups[0])
+    double now = ev_now(loop), every = 1.0;
+    for (unsigned r = 0; r <= cfg->nroutes; r++) {
+        if (r > 0 && rt->ups[r] == rt->ups[0])
+            continue; /* a route without its own group: the global group, checked once */
+        struct hc_set set = settings_of(cfg, r);
+        if (strcmp(set.path, "off") == 0)
+            continue;
+        /* a quarter of the shortest interval: checks start at most that late */
+        if (set.interval / 4 < every)
+            every = set.interval / 4;
+        struct wsg_upstreams *u = rt->ups[r];
+        for (size_t i = 0; i < u->npeers; i++) {
+            struct wsg_peer *p = &u->peers[i];
+            if (p->hc_busy || now < p->hc_next)
                 continue;
-            struct wsg_upstreams *u = rt->ups[r];
-            for (size_t i = 0; i < u->npeers; i++) {
-                struct wsg_peer *p = &u->peers[i];
-                if (p->hc_busy || now < p->hc_next)
-                    continue;
-                p->hc_next = now + cfg->health_interval;
-                start_check(cfg, p);
-            }
+            p->hc_next = now + set.interval;
+            start_check(&set, p);
         }
     }
-    /* a quarter of the interval: checks start at most that late */
-    double every = on ? cfg->health_interval / 4 : 1.0;
     t->repeat = every < 0.025 ? 0.025 : every > 0.25 ? 0.25 : every;
     ev_timer_again(loop, t);
 }

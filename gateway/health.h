@@ -20,5 +20,8 @@ void wsg_health_stop(void);
  * @return the status (100-999), 0 when more bytes are needed, -1 when it is not one
  */
 int wsg_health_status_line(const char *buf, size_t len);
+/* The health_check path in force for upstream group r (0: the global group; i + 1: route i's own
+ * group, whose block may set its own health_* values), or "off". */
+const char *wsg_health_path(const struct wsg_cfg *cfg, unsigned r);
 
 #endif

@@ -5,6 +5,8 @@
  */
 #include "gateway/lifecycle.h"
 
+#include "gateway/health.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +80,7 @@ void wsg_lifecycle_list(FILE *out, struct wsg_runtime *const *rts, size_t nrts, 
             json_s(out, group_name(rt, r));
             fprintf(out, ",\"name\":");
             json_s(out, p->name);
-            int hc_on = strcmp(rt->cfg->health_check, "off") != 0;
+            int hc_on = strcmp(wsg_health_path(rt->cfg, r), "off") != 0;
             int st = __atomic_load_n(&p->hc_status, __ATOMIC_RELAXED);
             fprintf(out,
                     ",\"state\":\"%s\",\"weight\":%u,\"configured_weight\":%u,\"sessions\":%lu,"

@@ -51,6 +51,10 @@ struct wsg_policy {
     char subprotocols[WSG_POLICY_MAX_LIST][64]; /* allowed; none = any */
     unsigned nsubprotocols;
     uint32_t max_header_size; /* request head for this route (431 above; 0 = global cap) */
+    /* active health checks of a route's own upstream group ("" / 0 = the global setting) */
+    char health_check[256];
+    double health_interval, health_timeout;
+    uint32_t health_rise, health_fall;
     /* permessage-deflate (RFC 7692): 1 = negotiated end to end and inspected, 0 = offers stripped */
     unsigned deflate;
     uint32_t deflate_max_ratio; /* inflated / compressed bytes of a message past 64 KiB (0 = none) */

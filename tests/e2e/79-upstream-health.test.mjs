@@ -122,3 +122,37 @@ test('a hung health endpoint times out (health_timeout) and never holds up the o
   A.mode = 'ok';
   await waitFor(async () => (await peer(A)).health.active === 'up', 4000, 'A back');
 });
+
+test('per route group: a route with its own upstreams checks them with its own settings; the global group is unchecked', T, async () => {
+  const G = await controllable('G');
+  const R = await controllable('R');
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { tmpDir } = await import('./lib.mjs');
+  const conf = path.join(tmpDir(), 'health-route.conf');
+  fs.writeFileSync(conf, `upstream ${G.addr}
+access_log off
+route r {
+    path /r/
+    upstream ${R.addr}
+    health_check /health
+    health_interval 150ms
+    health_timeout 300ms
+    health_fall 2
+    health_rise 1
+}
+`);
+  const adm = await freePort();
+  const g = await startGateway(['-c', conf, '--admin', `127.0.0.1:${adm}`]);
+  await waitFor(() => R.checks.length >= 3, 3000, 'checks of the route\'s upstream');
+  assert.equal(G.checks.length, 0, 'the global group has health_check off');
+  R.mode = 'fail';
+  const ups = async () => JSON.parse((await adminRequest(adm, '/upstreams')).body).upstreams;
+  await waitFor(async () => (await ups()).find((u) => u.name === R.addr)?.health.active === 'down', 3000,
+    'R down after health_fall 2');
+  R.mode = 'ok';
+  await waitFor(async () => (await ups()).find((u) => u.name === R.addr)?.health.active === 'up', 3000,
+    'R up after health_rise 1');
+  assert.equal(G.checks.length, 0);
+  await g.stop();
+});

@@ -30,21 +30,29 @@ static void test_offer(void **state)
     assert_string_equal(out, "permessage-deflate; client_max_window_bits");
     assert_true(d.client_bits_param && d.client_bits == 0);
     /* the first valid offer wins; others and other extensions are left out */
-    assert_int_not_equal(offer("x-foo, permessage-deflate; bogus, permessage-deflate; server_max_window_bits=10; "
-                               "client_no_context_takeover, permessage-deflate",
-                               out, &d),
-                         0);
+    assert_int_not_equal(
+        offer("x-foo, permessage-deflate; bogus, permessage-deflate; server_max_window_bits=10; "
+              "client_no_context_takeover, permessage-deflate",
+              out, &d),
+        0);
     assert_string_equal(out, "permessage-deflate; client_no_context_takeover; server_max_window_bits=10");
     assert_int_equal(d.server_bits, 10);
     assert_true(d.client_no_context && !d.server_no_context);
-    assert_int_not_equal(offer("PERMESSAGE-DEFLATE ; Server_No_Context_Takeover ; client_max_window_bits=\"12\"", out, &d), 0);
+    assert_int_not_equal(
+        offer("PERMESSAGE-DEFLATE ; Server_No_Context_Takeover ; client_max_window_bits=\"12\"", out, &d), 0);
     assert_string_equal(out, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
-    const char *bad[] = {"", "x-webkit-deflate-frame", "permessage-deflate; server_max_window_bits",
-                         "permessage-deflate; server_max_window_bits=7", "permessage-deflate; server_max_window_bits=16",
-                         "permessage-deflate; server_max_window_bits=010", "permessage-deflate; client_max_window_bits=x",
+    const char *bad[] = {"",
+                         "x-webkit-deflate-frame",
+                         "permessage-deflate; server_max_window_bits",
+                         "permessage-deflate; server_max_window_bits=7",
+                         "permessage-deflate; server_max_window_bits=16",
+                         "permessage-deflate; server_max_window_bits=010",
+                         "permessage-deflate; client_max_window_bits=x",
                          "permessage-deflate; server_no_context_takeover=1",
                          "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
-                         "permessage-deflate; unknown", "permessage-deflate; ;", "permessage-deflate=1",
+                         "permessage-deflate; unknown",
+                         "permessage-deflate; ;",
+                         "permessage-deflate=1",
                          "permessage-deflate; client_max_window_bits=\"9"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (offer(bad[i], out, &d) != 0)
@@ -66,7 +74,8 @@ static void test_answer(void **state)
     const char *why = NULL;
     assert_int_equal(answer("permessage-deflate", "permessage-deflate", &n, &why), 0);
     assert_int_equal(answer("permessage-deflate; client_max_window_bits",
-                            "permessage-deflate; client_max_window_bits=10; server_no_context_takeover", &n, &why),
+                            "permessage-deflate; client_max_window_bits=10; server_no_context_takeover", &n,
+                            &why),
                      0);
     assert_true(n.server_no_context && n.client_bits == 10);
     assert_int_equal(answer("permessage-deflate; client_no_context_takeover",
@@ -77,14 +86,18 @@ static void test_answer(void **state)
         const char *offer, *ans, *why;
     } bad[] = {
         {"permessage-deflate", "permessage-deflate; client_max_window_bits=10", "not offered"},
-        {"permessage-deflate; client_max_window_bits=9", "permessage-deflate; client_max_window_bits=10", "above"},
+        {"permessage-deflate; client_max_window_bits=9", "permessage-deflate; client_max_window_bits=10",
+         "above"},
         {"permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits", "value"},
         {"permessage-deflate; server_max_window_bits=10", "permessage-deflate", "server_max_window_bits"},
-        {"permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=11", "above"},
-        {"permessage-deflate; server_no_context_takeover", "permessage-deflate", "server_no_context_takeover"},
+        {"permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=11",
+         "above"},
+        {"permessage-deflate; server_no_context_takeover", "permessage-deflate",
+         "server_no_context_takeover"},
         {"permessage-deflate", "permessage-deflate, permessage-deflate", "more than one"},
         {"permessage-deflate", "x-webkit-deflate-frame", "not offered"},
-        {"permessage-deflate", "permessage-deflate; server_no_context_takeover; server_no_context_takeover", "repeated"},
+        {"permessage-deflate", "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+         "repeated"},
         {"permessage-deflate", "permessage-deflate; foo=1", "unknown"},
         {"permessage-deflate", "", "malformed"},
     };
@@ -93,7 +106,8 @@ static void test_answer(void **state)
         if (answer(bad[i].offer, bad[i].ans, &n, &why) != -1)
             fail_msg("accepted: %s / %s", bad[i].offer, bad[i].ans);
         if (why == NULL || strstr(why, bad[i].why) == NULL)
-            fail_msg("%s / %s: why \"%s\", want \"%s\"", bad[i].offer, bad[i].ans, why ? why : "(null)", bad[i].why);
+            fail_msg("%s / %s: why \"%s\", want \"%s\"", bad[i].offer, bad[i].ans, why ? why : "(null)",
+                     bad[i].why);
     }
 }
 

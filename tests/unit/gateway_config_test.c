@@ -554,6 +554,30 @@ static void test_affinity_settings(void **state)
     assert_non_null(strstr(set(c, "affinity_cookie_ttl", "soon"), "wsgate.conf:12: affinity_cookie_ttl: "));
 }
 
+/* health_* inside a route block (issue 15): the route's own group gets its own values; unset
+ * ones stay 0 ("the global setting"); a bad value names file, line and key. */
+static void test_route_health(void **state)
+{
+    (void)state;
+    char err[WSG_ERRLEN];
+    struct wsg_cfg *c = fresh();
+    const char *path =
+        write_file("rh.conf", "upstream 10.0.0.1:80\nhealth_check /g\nroute r {\n    path /r/\n"
+                              "    upstream 10.0.0.2:80\n    health_check /r\n    health_fall 5\n}\n");
+    assert_int_equal(wsg_cfg_load_file(c, path, err), 0);
+    assert_int_equal(wsg_cfg_finish(c, err), 0);
+    assert_string_equal(c->health_check, "/g");
+    assert_string_equal(c->routes[0].policy.health_check, "/r");
+    assert_int_equal(c->routes[0].policy.health_fall, 5);
+    assert_int_equal(c->routes[0].policy.health_rise, 0);
+    assert_true(c->routes[0].policy.health_interval == 0);
+    c = fresh();
+    path =
+        write_file("rh2.conf", "upstream 10.0.0.1:80\nroute r {\n    path /r/\n    health_check nope\n}\n");
+    assert_int_equal(wsg_cfg_load_file(c, path, err), -1);
+    assert_non_null(strstr(err, "rh2.conf:4: health_check: \"nope\" is not off or a path starting with /"));
+}
+
 /* redis, redis_prefix, redis_sync (issue 14): defaults and bad values with file, line and key. */
 static void test_redis_settings(void **state)
 {
@@ -1277,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_proxy_protocol_settings),
         cmocka_unit_test(test_affinity_settings),
         cmocka_unit_test(test_redis_settings),
+        cmocka_unit_test(test_route_health),
         cmocka_unit_test(test_help_and_markdown),
         cmocka_unit_test(test_policy_settings),
         cmocka_unit_test(test_policy_errors),

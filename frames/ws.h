@@ -95,7 +95,7 @@ struct wsg_ws_stats {
     uint64_t gateway_pongs; /* pongs answering wsg_ws_relay_expect_pong, consumed, not forwarded */
     uint64_t bytes_in;      /* wire bytes taken from src */
     uint64_t compressed_bytes, inflated_bytes; /* permessage-deflate: payload of compressed messages */
-    uint64_t bombs; /* compressed messages stopped by max_message or deflate_max_ratio */
+    uint64_t bombs; /* compressed messages stopped inflated (max_frame, max_message, deflate_max_ratio) */
 };
 
 struct wsg_ws_relay;

@@ -148,7 +148,8 @@ void wsg_metrics_print(FILE *f, const struct wsg_metrics *m, const char *const *
                     d == 0 ? "client_to_upstream" : "upstream_to_client", k == 0 ? "compressed" : "inflated",
                     (unsigned long long)m->c[WSG_M_Z_C2U_WIRE + 2 * d + k]);
     counter(f, "wsgate_deflate_bombs_total",
-            "Compressed messages stopped by max_message or deflate_max_ratio (closed 1009).",
+            "Compressed messages stopped once inflated past max_frame or max_message, or by "
+            "deflate_max_ratio (closed 1009).",
             m->c[WSG_M_Z_BOMBS]);
     fprintf(f,
             "# HELP wsgate_deflate_inflate_bytes Memory held by inflate contexts (zlib state and window).\n"

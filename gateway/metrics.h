@@ -43,7 +43,7 @@ enum wsg_counter {
     WSG_M_Z_C2U_PLAIN,
     WSG_M_Z_U2C_WIRE,
     WSG_M_Z_U2C_PLAIN,
-    WSG_M_Z_BOMBS, /* compressed messages stopped by max_message or deflate_max_ratio */
+    WSG_M_Z_BOMBS, /* compressed messages stopped inflated: max_frame, max_message, deflate_max_ratio */
     WSG_M__COUNT
 };
 

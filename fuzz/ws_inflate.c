@@ -13,7 +13,8 @@
  *
  * Invariants: an error is 1007 (invalid UTF-8 of a text message, or bad compressed data) or 1009
  * (max_message or deflate_max_ratio), and for zlib-made messages exactly the one an independent
- * check of the uncompressed bytes predicts (UTF-8 by a second validator, the size limit; either
+ * check of the uncompressed bytes predicts (UTF-8 by a second validator, the size limit on the
+ * inflated and on the compressed bytes; either
  * when the first bad message breaks both, or when the ratio rule may apply); no
  * message ever exceeds max_message inflated without 1009; what the sink got is the compressed
  * frames as they came (the same payload bytes after unmasking, RSV1 on each first frame).
@@ -164,7 +165,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             zn = mn;
         } else {
             zn = compress_msg(mp, mn, level, wbits, &z);
-            int big = lim.max_message != 0 && mn > lim.max_message;
+            /* max_message holds for the inflated bytes and, checked on the headers, for the
+             * compressed bytes too (stored blocks make them a few bytes longer than the text) */
+            int big = lim.max_message != 0 && (mn > lim.max_message || zn > lim.max_message);
             int bad = text && !utf8_ok(mp, mn);
             int ratio = lim.deflate_max_ratio != 0 && mn > 65536 && mn / (zn ? zn : 1) >= 2;
             /* the first message with a violation decides; when it has two, which one is seen first
@@ -214,6 +217,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *why = NULL;
     int code = rc < 0 ? wsg_ws_relay_error(r, &why) : 0;
+    if (fuzz_verbose())
+        fprintf(stderr, "ws_inflate: code %d (%s), expected %d\n", code, why ? why : "-", expect);
     if (code != 0)
         FUZZ_CHECK(code == 1007 || code == 1009);
     if (!raw && expect >= 0)

@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import {
   startGateway, startHttpEcho, startWsEcho, cleanup, freePort, tcpAccepts, waitFor, tmpDir, spawnChild,
-  httpsRequest, wsUpgrade, tlsConnect, adminRequest, loopbackAddresses, makeCert, sleep,
+  httpsRequest, wsUpgrade, tlsConnect, adminRequest, loopbackAddresses, makeCert, sleep, startHaproxy,
 } from './lib.mjs';
 
 const T = { timeout: 90000 };
@@ -24,28 +24,6 @@ async function gatewayWithProxyListener(extra) {
     '--cert', cert.cert, '--key', cert.key, '--handshake_timeout', '1s', '--workers', '2', ...extra]);
   await waitFor(() => tcpAccepts(pp), 5000, 'proxy_protocol listener');
   return { g, pp, admin };
-}
-
-async function startHaproxy(name, servers) {
-  const port = await freePort();
-  const cfg = path.join(tmpDir(), `${name}.cfg`);
-  fs.writeFileSync(cfg, `global
-    maxconn 2000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend fe
-    bind 127.0.0.1:${port}
-    default_backend be
-backend be
-    balance roundrobin
-${servers.map((s, i) => `    server s${i} ${s}`).join('\n')}
-`);
-  const proc = spawnChild('haproxy', ['-db', '-f', cfg]);
-  await waitFor(() => tcpAccepts(port), 10000, `haproxy ${name}:\n${proc.log()}`);
-  return { port, proc };
 }
 
 async function metric(adminPort, result) {

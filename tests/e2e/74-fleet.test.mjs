@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { WebSocketServer } from 'ws';
 import {
   startGateway, startHttpEcho, cleanup, onCleanup, freePort, tcpAccepts, waitFor, tmpDir, spawnChild, stopChild,
-  httpsRequest, wsUpgrade, adminRequest, loopbackAddresses, makeCert, sleep, buildFrame, OP,
+  httpsRequest, wsUpgrade, adminRequest, loopbackAddresses, makeCert, sleep, buildFrame, OP, startHaproxy,
 } from './lib.mjs';
 
 const T = { timeout: 90000 };
@@ -82,25 +82,7 @@ route ws {
     await waitFor(() => tcpAccepts(pp), 5000, 'proxy_protocol listener');
     gws.push({ ...g, pp, admin });
   }
-  const port = await freePort();
-  const cfg = path.join(dir, 'haproxy.cfg');
-  fs.writeFileSync(cfg, `global
-    maxconn 2000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend fe
-    bind 127.0.0.1:${port}
-    default_backend be
-backend be
-    balance roundrobin
-${gws.map((g, i) => `    server g${i} 127.0.0.1:${g.pp} send-proxy-v2`).join('\n')}
-`);
-  const proc = spawnChild('haproxy', ['-db', '-f', cfg]);
-  await waitFor(() => tcpAccepts(port), 10000, `haproxy:\n${proc.log()}`);
-  hap = { port, proc };
+  hap = await startHaproxy('fleet', gws.map((g) => `127.0.0.1:${g.pp} send-proxy-v2`));
   await waitFor(async () => (await Promise.all(gws.map((g) => metric(g, 'wsgate_redis_up')))).every((v) => v === 1),
     5000, 'wsgate_redis_up 1 on every gateway');
 });

@@ -669,3 +669,29 @@ export function adminRequest(port, p, { method = 'GET', timeout = 5000 } = {}) {
 export function fdCount(pid) {
   try { return fs.readdirSync(`/proc/${pid}/fd`).length; } catch { return -1; }
 }
+
+/**
+ * Debian's HAProxy in TCP mode on a free loopback port, round robin over `servers` (each
+ * "HOST:PORT [options]", e.g. "127.0.0.1:8443 send-proxy-v2"). Returns {port, proc}.
+ */
+export async function startHaproxy(name, servers) {
+  const port = await freePort();
+  const cfg = path.join(tmpDir(), `${name}.cfg`);
+  fs.writeFileSync(cfg, `global
+    maxconn 2000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:${port}
+    default_backend be
+backend be
+    balance roundrobin
+${servers.map((srv, i) => `    server s${i} ${srv}`).join('\n')}
+`);
+  const proc = spawnChild('haproxy', ['-db', '-f', cfg]);
+  await waitFor(() => tcpAccepts(port), 10000, `haproxy ${name}:\n${proc.log()}`);
+  return { port, proc };
+}

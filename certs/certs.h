@@ -117,7 +117,7 @@ int wsg_certs_admin_request(const char *admin, const char *method, const char *p
                             struct wsg_certs_http *res, char err[WSG_ERRLEN]);
 void wsg_certs_http_free(struct wsg_certs_http *res);
 
-/* ---- json.c: just enough JSON to read the admin endpoint's answers ---- */
+/* ---- json.c: a strict JSON reader (RFC 8259) for the admin endpoint's and ACME servers' answers ---- */
 
 enum wsg_certs_json_type {
     WSG_JSON_NULL,
@@ -146,6 +146,10 @@ const struct wsg_certs_json *wsg_certs_json_get(const struct wsg_certs_json *j, 
 /* The string (NULL unless a string), the number (dflt unless a number). */
 const char *wsg_certs_json_str(const struct wsg_certs_json *j);
 double wsg_certs_json_num(const struct wsg_certs_json *j, double dflt);
+/* The boolean (dflt unless a boolean). */
+int wsg_certs_json_bool(const struct wsg_certs_json *j, int dflt);
+/* s (NUL-terminated UTF-8) as a JSON string with its quotes, malloc'd; NULL when out of memory. */
+char *wsg_certs_json_quote(const char *s);
 
 /* ---- probe.c: one real TLS handshake, to see what a client is served ---- */
 

@@ -1,14 +1,21 @@
 /*
- * json.c - just enough JSON (RFC 8259) for wsgate-certs to read the admin endpoint's answers:
- * a recursive-descent parser into a small tree. Depth-limited; numbers as doubles; \uXXXX escapes
- * (with surrogate pairs) become UTF-8.
+ * json.c - a strict JSON (RFC 8259) reader for wsgate-certs: the admin endpoint's answers and an
+ * ACME server's (RFC 8555), which come from the network and are read as hostile. A recursive-descent
+ * parser into a small tree. Strict: the number grammar exactly (no leading zeros, no "1.", no "+1",
+ * finite values only), strings valid UTF-8 (no overlong forms, no encoded surrogates, nothing above
+ * U+10FFFF), \uXXXX escapes (surrogate pairs) become UTF-8 but \u0000 and lone surrogates are
+ * refused (the tree's strings are NUL-terminated: an embedded NUL would cut a value short), no
+ * duplicate member names (two readers could pick different ones), depth at most JSON_MAX_DEPTH,
+ * nothing but whitespace around the one value (no byte order mark).
  */
 #include "certs/certs.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JSON_MAX_DEPTH 32
+#define JSON_MAX_NUMBER 64 /* characters of one number: more is not a value anyone sends */
 
 struct parser {
     const char *p, *end;
@@ -64,6 +71,33 @@ static size_t utf8(unsigned cp, char *o)
     return 4;
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence at p (RFC 3629 section 4), 0 when ill-formed or cut
+ * short.
+ */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
 /* At the opening quote. The decoded string is never longer than the encoded one. */
 static char *parse_string(struct parser *ps)
 {
@@ -76,7 +110,11 @@ static char *parse_string(struct parser *ps)
         if (c < 0x20)
             goto bad;
         if (c != '\\') {
-            *o++ = *p++;
+            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)ps->end);
+            if (n == 0)
+                goto bad;
+            memcpy(o, p, n);
+            o += n, p += n;
             continue;
         }
         if (++p >= ps->end)
@@ -107,8 +145,12 @@ static char *parse_string(struct parser *ps)
             if (ps->end - p < 5 || hex4(p + 1, &cp) != 0)
                 goto bad;
             p += 5;
-            if (cp >= 0xd800 && cp < 0xdc00 && ps->end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
-                hex4(p + 2, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
+            if (cp == 0 || (cp >= 0xdc00 && cp < 0xe000))
+                goto bad; /* NUL, or a low surrogate alone */
+            if (cp >= 0xd800 && cp < 0xdc00) {
+                if (ps->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) != 0 || lo < 0xdc00 ||
+                    lo >= 0xe000)
+                    goto bad; /* a high surrogate not followed by a low one */
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 p += 6;
             }
@@ -148,6 +190,28 @@ static int push(struct wsg_certs_json *j, char *key, struct wsg_certs_json *kid)
     return 0;
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* @return 1 when two members of the object share a name (sorted copy: n log n, not n squared). */
+static int has_duplicate_key(const struct wsg_certs_json *j)
+{
+    if (j->n < 2)
+        return 0;
+    char **keys = malloc(j->n * sizeof(*keys));
+    if (keys == NULL)
+        return 1;
+    memcpy(keys, j->key, j->n * sizeof(*keys));
+    qsort(keys, j->n, sizeof(*keys), key_cmp);
+    int dup = 0;
+    for (size_t i = 1; i < j->n && !dup; i++)
+        dup = strcmp(keys[i - 1], keys[i]) == 0;
+    free(keys);
+    return dup;
+}
+
 static struct wsg_certs_json *parse_container(struct parser *ps, struct wsg_certs_json *j)
 {
     char close = j->type == WSG_JSON_ARRAY ? ']' : '}';
@@ -183,6 +247,8 @@ static struct wsg_certs_json *parse_container(struct parser *ps, struct wsg_cert
         }
         if (ps->p < ps->end && *ps->p == close) {
             ps->p++;
+            if (j->type == WSG_JSON_OBJECT && has_duplicate_key(j))
+                goto bad;
             return j;
         }
         goto bad;
@@ -190,6 +256,48 @@ static struct wsg_certs_json *parse_container(struct parser *ps, struct wsg_cert
 bad:
     wsg_certs_json_free(j);
     return NULL;
+}
+
+static size_t digits(const char *p, const char *end)
+{
+    size_t n = 0;
+    while (p + n < end && p[n] >= '0' && p[n] <= '9')
+        n++;
+    return n;
+}
+
+/* The length of the number at p by RFC 8259's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?,
+ * 0 when it does not match (01, 1., .5, +1, -, 1e). */
+static size_t number_len(const char *s, const char *end)
+{
+    const char *p = s;
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if (p < end && *p >= '1' && *p <= '9')
+        p += digits(p, end);
+    else
+        return 0;
+    if (p < end && *p == '.') {
+        size_t d = digits(p + 1, end);
+        if (d == 0)
+            return 0;
+        p += 1 + d;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        size_t d = digits(p, end);
+        if (d == 0)
+            return 0;
+        p += d;
+    }
+    /* "01": the grammar ends after the 0, and what follows is not a separator either */
+    if (p < end && *p >= '0' && *p <= '9')
+        return 0;
+    return (size_t)(p - s);
 }
 
 static struct wsg_certs_json *parse_value(struct parser *ps)
@@ -228,17 +336,17 @@ static struct wsg_certs_json *parse_value(struct parser *ps)
         return j;
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
-        char num[64];
-        size_t n = 0;
-        while (ps->p + n < ps->end && n < sizeof(num) - 1 && strchr("+-.eE0123456789", ps->p[n]) != NULL)
-            n++;
+        size_t n = number_len(ps->p, ps->end);
+        char num[JSON_MAX_NUMBER + 1];
+        if (n == 0 || n > JSON_MAX_NUMBER)
+            goto bad;
         memcpy(num, ps->p, n);
         num[n] = '\0';
         char *stop;
         j->type = WSG_JSON_NUMBER;
         j->number = strtod(num, &stop);
-        if (stop != num + n)
-            goto bad;
+        if (stop != num + n || !isfinite(j->number))
+            goto bad; /* 1e400 */
         ps->p += n;
         return j;
     }
@@ -292,4 +400,31 @@ const char *wsg_certs_json_str(const struct wsg_certs_json *j)
 double wsg_certs_json_num(const struct wsg_certs_json *j, double dflt)
 {
     return j != NULL && j->type == WSG_JSON_NUMBER ? j->number : dflt;
+}
+
+int wsg_certs_json_bool(const struct wsg_certs_json *j, int dflt)
+{
+    return j != NULL && j->type == WSG_JSON_BOOL ? j->boolean : dflt;
+}
+
+char *wsg_certs_json_quote(const char *s)
+{
+    size_t len = strlen(s);
+    char *out = malloc(len * 6 + 3), *o = out; /* \u00XX at worst */
+    if (out == NULL)
+        return NULL;
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*p;
+        } else if (*p < 0x20) {
+            o += sprintf(o, "\\u%04x", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
 }

@@ -12,6 +12,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
 
 #include "certs/certs.h"
 
@@ -65,5 +66,41 @@ int wsg_jws_es256_verify(struct wsg_acme_key *k, const void *input, size_t len, 
  */
 char *wsg_jws_acme(struct wsg_acme_key *k, const char *kid, const char *nonce, const char *url,
                    const char *payload);
+
+/* ---- https.c: one HTTPS request per connection, the server verified (RFC 8555 section 6.1) ---- */
+
+struct wsg_https {
+    mbedtls_x509_crt ca; /* --ca, or the system bundle */
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    int timeout_ms; /* connect, and each send and receive */
+};
+
+struct wsg_https_res {
+    int status;
+    char *body; /* NUL-terminated (the body may hold NULs: len counts them) */
+    size_t len;
+    char location[1024], nonce[256], retry_after[64], content_type[128]; /* "" when absent */
+};
+
+/* Loads the CA bundle (ca_path, or the system's when NULL). @return 0, or -1 with err. */
+int wsg_https_init(struct wsg_https *h, const char *ca_path, int timeout_ms, char err[WSG_ERRLEN]);
+void wsg_https_free(struct wsg_https *h);
+/**
+ * Sends METHOD url (with body as ctype when body is not NULL) and reads the whole answer.
+ * @return 0 (any status; free res with wsg_https_res_free), or -1 with err.
+ */
+int wsg_https_request(struct wsg_https *h, const char *method, const char *url, const char *ctype,
+                      const char *body, struct wsg_https_res *res, char err[WSG_ERRLEN]);
+/* Parses one whole answer (read until the server closed). @return 0, or -1 when malformed. */
+int wsg_https_parse(const char *buf, size_t len, int is_head, struct wsg_https_res *res);
+void wsg_https_res_free(struct wsg_https_res *res);
+/* Splits https://HOST[:PORT]/PATH: host without brackets, "HOST:PORT" to connect to, the path. */
+int wsg_https_url(const char *url, char host[256], char hostport[300], const char **path);
+
+/* ---- acme.c: the acme subcommand ---- */
+
+/* The acme subcommand: argv[0] is "acme". @return an exit code (as rotate's). */
+int wsg_certs_acme_main(int argc, char **argv, FILE *out, FILE *err);
 
 #endif

@@ -161,27 +161,44 @@ int wsg_certs_http_parse(const char *buf, size_t len, struct wsg_certs_http *res
 int wsg_certs_admin_request(const char *admin, const char *method, const char *path, int timeout_ms,
                             struct wsg_certs_http *res, char err[WSG_ERRLEN])
 {
+    return wsg_certs_admin_send(admin, method, path, NULL, 0, timeout_ms, res, err);
+}
+
+int wsg_certs_admin_send(const char *admin, const char *method, const char *path, const void *body,
+                         size_t blen, int timeout_ms, struct wsg_certs_http *res, char err[WSG_ERRLEN])
+{
     memset(res, 0, sizeof(*res));
     int fd = wsg_certs_connect(admin, 1, timeout_ms, err);
     if (fd < 0)
         return -1;
-    char req[512];
+    char head[512];
     int n =
-        snprintf(req, sizeof(req),
-                 "%s %s HTTP/1.1\r\nHost: wsgate-admin\r\nUser-Agent: wsgate-certs\r\nContent-Length: 0\r\n"
+        snprintf(head, sizeof(head),
+                 "%s %s HTTP/1.1\r\nHost: wsgate-admin\r\nUser-Agent: wsgate-certs\r\nContent-Length: %zu\r\n"
                  "Connection: close\r\n\r\n",
-                 method, path);
-    size_t off = 0;
-    while (off < (size_t)n) {
-        ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            snprintf(err, WSG_ERRLEN, "%s: %s %s: cannot send: %s", admin, method, path, strerror(errno));
-            close(fd);
-            return -1;
+                 method, path, blen);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        snprintf(err, WSG_ERRLEN, "%s: %s: path too long", admin, method);
+        close(fd);
+        return -1;
+    }
+    struct {
+        const char *p;
+        size_t len;
+    } part[2] = {{head, (size_t)n}, {body, blen}};
+    for (int i = 0; i < 2; i++) {
+        size_t off = 0;
+        while (off < part[i].len) {
+            ssize_t w = send(fd, part[i].p + off, part[i].len - off, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                snprintf(err, WSG_ERRLEN, "%s: %s %s: cannot send: %s", admin, method, path, strerror(errno));
+                close(fd);
+                return -1;
+            }
+            off += (size_t)w;
         }
-        off += (size_t)w;
     }
     size_t cap = 8192, len = 0;
     char *buf = malloc(cap);

@@ -115,6 +115,9 @@ int wsg_certs_http_parse(const char *buf, size_t len, struct wsg_certs_http *res
  */
 int wsg_certs_admin_request(const char *admin, const char *method, const char *path, int timeout_ms,
                             struct wsg_certs_http *res, char err[WSG_ERRLEN]);
+/* The same with a request body of blen bytes (Content-Length; body may be NULL when blen is 0). */
+int wsg_certs_admin_send(const char *admin, const char *method, const char *path, const void *body,
+                         size_t blen, int timeout_ms, struct wsg_certs_http *res, char err[WSG_ERRLEN]);
 void wsg_certs_http_free(struct wsg_certs_http *res);
 
 /* ---- json.c: a strict JSON reader (RFC 8259) for the admin endpoint's and ACME servers' answers ---- */
@@ -135,7 +138,7 @@ struct wsg_certs_json {
     char *string;                /* WSG_JSON_STRING (UTF-8, NUL-terminated) */
     struct wsg_certs_json **kid; /* WSG_JSON_ARRAY items or WSG_JSON_OBJECT values */
     char **key;                  /* WSG_JSON_OBJECT keys */
-    size_t n;
+    size_t n, cap;               /* members, and room for them (grown by doubling) */
 };
 
 /* @return the parsed value (one value, whitespace around it allowed), or NULL when malformed. */

@@ -173,19 +173,25 @@ bad:
 
 static struct wsg_certs_json *parse_value(struct parser *ps);
 
+/* Appends a member; the arrays grow by doubling, so hostile input with many members stays linear. */
 static int push(struct wsg_certs_json *j, char *key, struct wsg_certs_json *kid)
 {
-    struct wsg_certs_json **k = realloc(j->kid, (j->n + 1) * sizeof(*k));
-    if (k == NULL)
-        return -1;
-    j->kid = k;
-    if (j->type == WSG_JSON_OBJECT) {
-        char **keys = realloc(j->key, (j->n + 1) * sizeof(*keys));
-        if (keys == NULL)
+    if (j->n == j->cap) {
+        size_t cap = j->cap == 0 ? 4 : j->cap * 2;
+        struct wsg_certs_json **k = realloc(j->kid, cap * sizeof(*k));
+        if (k == NULL)
             return -1;
-        j->key = keys;
-        j->key[j->n] = key;
+        j->kid = k;
+        if (j->type == WSG_JSON_OBJECT) {
+            char **keys = realloc(j->key, cap * sizeof(*keys));
+            if (keys == NULL)
+                return -1;
+            j->key = keys;
+        }
+        j->cap = cap;
     }
+    if (j->type == WSG_JSON_OBJECT)
+        j->key[j->n] = key;
     j->kid[j->n++] = kid;
     return 0;
 }

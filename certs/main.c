@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "certs/acme.h"
 #include "certs/certs.h"
 
 struct command {
@@ -20,6 +21,8 @@ static const struct command commands[] = {
      "install a new pair into a running gateway, verify, roll back on failure"},
     {"status", wsg_certs_status_main,
      "what a running gateway serves: names, fingerprints, expiry, generations"},
+    {"acme", wsg_certs_acme_main,
+     "obtain a certificate from an ACME server (RFC 8555) and install it as rotate does"},
     {"tickets", wsg_certs_tickets_main, "tickets new FILE: rotate a shared session ticket key file"},
 };
 

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certs/admin_client.c"
+#include "certs/https.c"
 #include "certs/json.c"
 #include "certs/jws.c"
 
@@ -600,15 +602,128 @@ static void test_jws_acme(void **state)
     wsg_acme_key_free(&k);
 }
 
+/* ---- https.c: the ACME server's answers ---- */
+
+static int answer(const char *s, int is_head, struct wsg_https_res *r)
+{
+    return wsg_https_parse(s, strlen(s), is_head, r);
+}
+
+static void test_https_parse_good(void **state)
+{
+    (void)state;
+    struct wsg_https_res r;
+    /* Pebble's newAccount answer, shape for shape */
+    assert_int_equal(answer("HTTP/1.1 201 Created\r\nCache-Control: public, max-age=0, no-cache\r\n"
+                            "Content-Type: application/json; charset=utf-8\r\n"
+                            "Link: <https://127.0.0.1:14000/dir>;rel=\"index\"\r\n"
+                            "Location: https://127.0.0.1:14000/my-account/2aa23ea2b9b92486\r\n"
+                            "Replay-Nonce: PnELX16wcIAo5g7TxVwBPw\r\nContent-Length: 17\r\n\r\n"
+                            "{\"status\":\"valid\"}",
+                            0, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.location, "https://127.0.0.1:14000/my-account/2aa23ea2b9b92486");
+    assert_string_equal(r.nonce, "PnELX16wcIAo5g7TxVwBPw");
+    assert_string_equal(r.content_type, "application/json; charset=utf-8");
+    assert_int_equal(r.len, 17);
+    assert_string_equal(r.body, "{\"status\":\"valid\"");
+    wsg_https_res_free(&r);
+    /* chunked, with an extension and a trailer */
+    assert_int_equal(answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n"
+                            "5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+                            0, &r),
+                     0);
+    assert_string_equal(r.body, "hello world");
+    assert_string_equal(r.retry_after, "3");
+    wsg_https_res_free(&r);
+    /* HEAD (newNonce): no body whatever Content-Length says; body up to the end without framing */
+    assert_int_equal(answer("HTTP/1.1 200 OK\r\nReplay-Nonce: n\r\nContent-Length: 10\r\n\r\n", 1, &r), 0);
+    assert_int_equal(r.len, 0);
+    wsg_https_res_free(&r);
+    assert_int_equal(answer("HTTP/1.0 400 Bad\r\n\r\n{\"type\":\"x\"}", 0, &r), 0);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "{\"type\":\"x\"}");
+    wsg_https_res_free(&r);
+}
+
+static void test_https_parse_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "HTTP/1.1 200 OK\r\n",                                                /* no end of head */
+        "HTTP/1.1 200 OK\nContent-Length: 0\n\n",                             /* bare LF */
+        "HTTP/2 200 OK\r\n\r\n",                                              /* not HTTP/1.x */
+        "HTTP/1.1 20 OK\r\n\r\n",                                             /* two digits */
+        "HTTP/1.1 099 OK\r\n\r\n",                                            /* below 100 */
+        "HTTP/1.1 200OK\r\n\r\n",                                             /* no space after the code */
+        "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",                             /* space in a name */
+        "HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n",                         /* obs-fold */
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc",                    /* cut short */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", /* twice */
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",       /* cut in a chunk */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", /* no last chunk */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",          /* no final CRLF */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n123456789\r\n",  /* 9 hex digits */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nextra", /* after the end */
+        "HTTP/1.1 200 OK\r\nLocation: a\r\nLocation: b\r\n\r\n",               /* two Locations */
+        "HTTP/1.1 200 OK\r\nA: b\x01\r\n\r\n",                                 /* control byte */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct wsg_https_res r;
+        if (answer(bad[i], 0, &r) == 0) {
+            print_error("accepted bad answer %zu: %s\n", i, bad[i]);
+            wsg_https_res_free(&r);
+            fail();
+        }
+    }
+    /* a Replay-Nonce longer than the field is refused, not cut */
+    char big[600];
+    snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\nReplay-Nonce: %0300d\r\n\r\n", 0);
+    struct wsg_https_res r;
+    assert_int_equal(answer(big, 1, &r), -1);
+}
+
+static void test_https_url(void **state)
+{
+    (void)state;
+    char host[256], hp[300];
+    const char *path;
+    assert_int_equal(wsg_https_url("https://127.0.0.1:14000/dir", host, hp, &path), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_string_equal(hp, "127.0.0.1:14000");
+    assert_string_equal(path, "/dir");
+    assert_int_equal(wsg_https_url("https://acme-v02.api.letsencrypt.org/directory", host, hp, &path), 0);
+    assert_string_equal(hp, "acme-v02.api.letsencrypt.org:443");
+    assert_int_equal(wsg_https_url("https://[::1]:14000", host, hp, &path), 0);
+    assert_string_equal(host, "::1");
+    assert_string_equal(hp, "[::1]:14000");
+    assert_string_equal(path, "/");
+    static const char *const bad[] = {
+        "http://a/dir",  "https://",      "https:///x",     "https://a:/x",    "https://a:123456/x",
+        "https://a:1x/", "https://u@a/x", "https://[::1/x", "https://[::1]x/", "https://a b/x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (wsg_https_url(bad[i], host, hp, &path) == 0) {
+            print_error("accepted bad URL %s\n", bad[i]);
+            fail();
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_numbers),   cmocka_unit_test(test_json_strings),
-        cmocka_unit_test(test_json_structure), cmocka_unit_test(test_json_rfc8555_objects),
-        cmocka_unit_test(test_json_truncated), cmocka_unit_test(test_json_quote),
-        cmocka_unit_test(test_b64url),         cmocka_unit_test(test_thumbprint_rfc7638),
-        cmocka_unit_test(test_es256_rfc7515),  cmocka_unit_test(test_key_generate_pem_round_trip),
-        cmocka_unit_test(test_jws_acme),
+        cmocka_unit_test(test_json_numbers),    cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_json_structure),  cmocka_unit_test(test_json_rfc8555_objects),
+        cmocka_unit_test(test_json_truncated),  cmocka_unit_test(test_json_quote),
+        cmocka_unit_test(test_b64url),          cmocka_unit_test(test_thumbprint_rfc7638),
+        cmocka_unit_test(test_es256_rfc7515),   cmocka_unit_test(test_key_generate_pem_round_trip),
+        cmocka_unit_test(test_jws_acme),        cmocka_unit_test(test_https_parse_good),
+        cmocka_unit_test(test_https_parse_bad), cmocka_unit_test(test_https_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

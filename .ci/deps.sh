@@ -2,7 +2,7 @@
 # Installs what the build and the tests need, idempotently and quietly when it is already there.
 #   .ci/deps.sh build   Debian packages for building + our mbedTLS 3.6 build (under build/deps)
 #   .ci/deps.sh run     the above + Node.js and the chat example's npm packages (make run)
-#   .ci/deps.sh test    the above + test peers (cmocka, python3-websockets, openssl, node modules)
+#   .ci/deps.sh test    the above + test peers (cmocka, python3-websockets, openssl, pebble, node modules)
 #   .ci/deps.sh bench   the above + nginx, haproxy
 # mbedTLS: wsgate builds its own from Debian 13's 3.6 source package (tls/mbedtls/build.sh), on
 # Debian 12 and 13 alike: Debian 12 ships the end-of-life 2.28, and Debian 13's binary build has
@@ -18,7 +18,7 @@ need_pkgs=(gcc make pkg-config libev-dev libwslay-dev nettle-dev libhiredis-dev 
     python3-jsonschema)
 case $what in
 run) need_pkgs+=(nodejs) ;;
-test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh man-db groff-base prometheus dpkg-dev debhelper lintian haproxy redis-server) ;;
+test) need_pkgs+=(libcmocka-dev python3 python3-websockets openssl nodejs valgrind chromium testssl.sh man-db groff-base prometheus dpkg-dev debhelper lintian haproxy redis-server pebble) ;;
 bench) need_pkgs+=(libcmocka-dev nginx-light haproxy openssl) ;;
 esac
 

@@ -105,6 +105,7 @@ static void say_err(struct acme *a, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    fflush(a->out); /* the progress so far, then the error, in that order on a shared terminal */
     fputs("wsgate-certs acme: ", a->err);
     vfprintf(a->err, fmt, ap);
     fputc('\n', a->err);

@@ -414,11 +414,12 @@ proxy_rss_kb() { # master + direct children (nginx workers), VmRSS in kB
     echo $total
 }
 CLK_TCK=$(getconf CLK_TCK)
-pid_ticks() { # utime+stime of PID and its direct children (nginx workers)
-    local p t=0 kids
+pid_ticks() { # utime+stime of PID and its direct children (nginx workers); "user": utime only
+    local p t=0 kids fields='$14 + $15'
+    [ "${2:-}" = user ] && fields='$14'
     kids=$(cat /proc/"$1"/task/*/children 2>/dev/null)
     for p in $1 $kids; do
-        t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0)))
+        t=$((t + $(awk "{print $fields}" /proc/"$p"/stat 2>/dev/null || echo 0)))
     done
     echo $t
 }
@@ -443,25 +444,28 @@ jget() { # jget FIELD < json line
 }
 
 run_echo() { # run_echo LABEL PORT MODE(--tls|--plain) SIZE SERVER_PID [LOADGEN ARGS...]
-    local label=$1 port=$2 mode=$3 size=$4 spid=$5 cmd out rc pt0 pt1 gt0 gt1 w0 w1
+    local label=$1 port=$2 mode=$3 size=$4 spid=$5 cmd out rc pt0 pt1 ut0 ut1 gt0 gt1 w0 w1
     cmd=("$LOADGEN" -u "127.0.0.1:$port" "$mode" -c "$CONNS" -s "$size" -d "$DUR" --warmup "$WARM" "${@:6}"
         --label "$label")
     [ -n "$CIPHER" ] && [ "$mode" = --tls ] && cmd+=(--cipher "$CIPHER")
     echo "${cmd[*]}" >>"$COMMANDS"
     loadavg_note
     pt0=$(pid_ticks "$spid")
+    ut0=$(pid_ticks "$spid" user)
     gt0=$(cpu_busy_ticks $GEN_CPU)
     w0=$(now_ms)
     out=$("${PIN_GEN[@]}" timeout $((${DUR%.*} + ${WARM%.*} + 150)) "${cmd[@]}" 2>>"$RUN/loadgen.log")
     rc=$?
     w1=$(now_ms)
     pt1=$(pid_ticks "$spid")
+    ut1=$(pid_ticks "$spid" user)
     gt1=$(cpu_busy_ticks $GEN_CPU)
     # CPU use over the whole loadgen run (connect + warm-up + measurement), in % of one CPU
-    local pc gc
+    local pc uc gc
     pc=$(awk -v a="$pt0" -v b="$pt1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
+    uc=$(awk -v a="$ut0" -v b="$ut1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
     gc=$(awk -v a="$gt0" -v b="$gt1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
-    [ -n "$out" ] && out=$(echo "$out" | sed "s/}\$/,\"server_cpu_pct\":$pc,\"gen_cpu_pct\":$gc}/")
+    [ -n "$out" ] && out=$(echo "$out" | sed "s/}\$/,\"server_cpu_pct\":$pc,\"server_user_pct\":$uc,\"gen_cpu_pct\":$gc}/")
     if [ -z "$out" ]; then
         problem "$label: loadgen printed nothing (exit $rc)"
         return
@@ -550,8 +554,9 @@ run_hs() { # run_hs LABEL PORT SERVER_PID [LOADGEN ARGS...]: closed-loop handsha
     w1=$(now_ms)
     pt1=$(pid_ticks "$spid")
     gt1=$(cpu_busy_ticks $GEN_CPU)
-    local pc gc
+    local pc uc gc
     pc=$(awk -v a="$pt0" -v b="$pt1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
+    uc=$(awk -v a="$ut0" -v b="$ut1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
     gc=$(awk -v a="$gt0" -v b="$gt1" -v t="$CLK_TCK" -v w=$((w1 - w0)) 'BEGIN {printf "%.0f", (b - a) / t * 100000 / w}')
     if [ -z "$out" ]; then
         problem "$label: loadgen printed nothing (exit $rc)"
@@ -804,7 +809,9 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
         wcpu=$(med wsgate-262144 server_cpu_pct)
         wmb=$(awk -v b="$wb" 'BEGIN { if (b == "-" || b == "") print "-"; else print b / 1e6 }')
         wmbc=$(awk -v b="$wb" -v c="$wcpu" 'BEGIN { if (b == "-" || b == "" || c + 0 == 0) print "-"; else print b / 1e6 / (c / 100) }')
-        fmt_row "echo 256 KiB: % of mbedTLS raw" "$(pct "$wmb" "$raw") ($(pct "$wmbc" "$raw") per CPU-s)" "(OpenSSL)" "(OpenSSL)" "" "" \
+        wucpu=$(med wsgate-262144 server_user_pct)
+        wmbu=$(awk -v b="$wb" -v c="$wucpu" 'BEGIN { if (b == "-" || b == "" || c + 0 == 0) print "-"; else print b / 1e6 / (c / 100) }')
+        fmt_row "echo 256 KiB: % of mbedTLS raw" "$(pct "$wmb" "$raw") ($(pct "$wmbc" "$raw") per CPU-s, $(pct "$wmbu" "$raw") per user CPU-s)" "(OpenSSL)" "(OpenSSL)" "" "" \
             "mbedTLS raw ${rawname:-?}: ${raw:--} MB/s encrypt+decrypt per core"
     fi
     while read -r mode args; do

@@ -714,16 +714,160 @@ static void test_https_url(void **state)
         }
 }
 
+/* ---- Pebble's own answers (tests/unit/fixtures/pebble/, captured from Debian's pebble 2.4) ---- */
+
+static struct wsg_certs_json *fixture(const char *name, char **text, size_t *len)
+{
+    char path[512];
+    const char *slash = strrchr(__FILE__, '/');
+    snprintf(path, sizeof(path), "%.*s/fixtures/pebble/%s", slash != NULL ? (int)(slash - __FILE__) : 1,
+             slash != NULL ? __FILE__ : ".", name);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        print_error("cannot open %s (run from the repository root)\n", path);
+        fail();
+    }
+    *text = malloc(65536);
+    assert_non_null(*text);
+    *len = fread(*text, 1, 65536, f);
+    fclose(f);
+    return wsg_certs_json_parse(*text, *len);
+}
+
+static const char *str_at(const struct wsg_certs_json *j, const char *key)
+{
+    return wsg_certs_json_str(wsg_certs_json_get(j, key));
+}
+
+/* Every fixture parses; every cut that drops a byte of its value is refused (an answer cut short
+ * by the network is never read as a shorter one). */
+static void test_pebble_fixtures_truncated(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"directory.json",
+                                        "account.json",
+                                        "order-pending.json",
+                                        "order-processing.json",
+                                        "order-valid.json",
+                                        "authz-pending.json",
+                                        "authz-valid.json",
+                                        "authz-invalid.json",
+                                        "challenge.json",
+                                        "problem-bad-nonce.json",
+                                        "problem-rejected-identifier.json"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char *text;
+        size_t len;
+        struct wsg_certs_json *j = fixture(names[i], &text, &len);
+        if (j == NULL) {
+            print_error("%s does not parse\n", names[i]);
+            fail();
+        }
+        assert_int_equal(j->type, WSG_JSON_OBJECT);
+        wsg_certs_json_free(j);
+        size_t last = len;
+        while (last > 0 && strchr(" \t\r\n", text[last - 1]) != NULL)
+            last--;
+        for (size_t cut = 0; cut < last; cut++) {
+            struct wsg_certs_json *p = wsg_certs_json_parse(text, cut);
+            if (p != NULL) {
+                print_error("%s cut to %zu bytes parses\n", names[i], cut);
+                fail();
+            }
+        }
+        free(text);
+    }
+}
+
+/* What the client reads from each answer, read from Pebble's. */
+static void test_pebble_fixtures_fields(void **state)
+{
+    (void)state;
+    char *t;
+    size_t n;
+    struct wsg_certs_json *j = fixture("directory.json", &t, &n);
+    assert_string_equal(str_at(j, "newNonce"), "https://127.0.0.1:14000/nonce-plz");
+    assert_string_equal(str_at(j, "newAccount"), "https://127.0.0.1:14000/sign-me-up");
+    assert_string_equal(str_at(j, "newOrder"), "https://127.0.0.1:14000/order-plz");
+    assert_int_equal(
+        wsg_certs_json_bool(wsg_certs_json_get(wsg_certs_json_get(j, "meta"), "externalAccountRequired"), 1),
+        0);
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("account.json", &t, &n);
+    assert_string_equal(str_at(j, "status"), "valid");
+    assert_string_equal(str_at(wsg_certs_json_get(j, "key"), "crv"), "P-256");
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("order-pending.json", &t, &n);
+    assert_string_equal(str_at(j, "status"), "pending");
+    assert_non_null(str_at(j, "finalize"));
+    const struct wsg_certs_json *az = wsg_certs_json_get(j, "authorizations");
+    assert_int_equal(az->type, WSG_JSON_ARRAY);
+    assert_int_equal(az->n, 2);
+    assert_memory_equal(wsg_certs_json_str(az->kid[0]), "https://", 8);
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("order-valid.json", &t, &n);
+    assert_string_equal(str_at(j, "status"), "valid");
+    assert_string_equal(str_at(j, "certificate"), "https://127.0.0.1:34139/certZ/6e1109a3c39a087c");
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("authz-pending.json", &t, &n);
+    assert_string_equal(str_at(j, "status"), "pending");
+    assert_string_equal(str_at(wsg_certs_json_get(j, "identifier"), "value"), "www.acme.test");
+    const struct wsg_certs_json *ch = wsg_certs_json_get(j, "challenges");
+    assert_int_equal(ch->n, 3);
+    assert_string_equal(str_at(ch->kid[1], "type"), "tls-alpn-01");
+    assert_string_equal(str_at(ch->kid[1], "token"), "2bLr31_BGlyYfj26zuD-xOjxXyeCXd1yRHcu16JbLd4");
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("authz-invalid.json", &t, &n);
+    assert_string_equal(str_at(j, "status"), "invalid");
+    const struct wsg_certs_json *e = wsg_certs_json_get(wsg_certs_json_get(j, "challenges")->kid[0], "error");
+    assert_string_equal(str_at(e, "type"), "urn:ietf:params:acme:error:unauthorized");
+    /* the detail's escaped quotes come out as quotes */
+    assert_non_null(strstr(str_at(e, "detail"), "!= \"not-the-key-authorization\""));
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("problem-bad-nonce.json", &t, &n);
+    assert_string_equal(str_at(j, "type"), "urn:ietf:params:acme:error:badNonce");
+    assert_true(wsg_certs_json_num(wsg_certs_json_get(j, "status"), 0) == 400);
+    wsg_certs_json_free(j);
+    free(t);
+
+    j = fixture("problem-rejected-identifier.json", &t, &n);
+    assert_string_equal(str_at(j, "type"), "urn:ietf:params:acme:error:rejectedIdentifier");
+    assert_non_null(strstr(str_at(j, "detail"), "\"blocked.acme.test\""));
+    wsg_certs_json_free(j);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_numbers),    cmocka_unit_test(test_json_strings),
-        cmocka_unit_test(test_json_structure),  cmocka_unit_test(test_json_rfc8555_objects),
-        cmocka_unit_test(test_json_truncated),  cmocka_unit_test(test_json_quote),
-        cmocka_unit_test(test_b64url),          cmocka_unit_test(test_thumbprint_rfc7638),
-        cmocka_unit_test(test_es256_rfc7515),   cmocka_unit_test(test_key_generate_pem_round_trip),
-        cmocka_unit_test(test_jws_acme),        cmocka_unit_test(test_https_parse_good),
-        cmocka_unit_test(test_https_parse_bad), cmocka_unit_test(test_https_url),
+        cmocka_unit_test(test_json_numbers),
+        cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_json_structure),
+        cmocka_unit_test(test_json_rfc8555_objects),
+        cmocka_unit_test(test_json_truncated),
+        cmocka_unit_test(test_json_quote),
+        cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_thumbprint_rfc7638),
+        cmocka_unit_test(test_es256_rfc7515),
+        cmocka_unit_test(test_key_generate_pem_round_trip),
+        cmocka_unit_test(test_jws_acme),
+        cmocka_unit_test(test_https_parse_good),
+        cmocka_unit_test(test_https_parse_bad),
+        cmocka_unit_test(test_https_url),
+        cmocka_unit_test(test_pebble_fixtures_truncated),
+        cmocka_unit_test(test_pebble_fixtures_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

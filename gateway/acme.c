@@ -327,7 +327,12 @@ struct http_conn {
     size_t in_len;
     char *out;
     size_t out_len, out_off;
+    int lingering; /* answered: discarding what the client still sends until it closes */
 };
+
+/* After the answer, the client's unread bytes are read and dropped for up to this long, so that
+ * closing does not reset the connection before the client read the answer (a 431, say). */
+#define LINGER_SECONDS 1.0
 
 static struct {
     int fd[WSG_CFG_MAX_LISTEN];
@@ -349,6 +354,13 @@ static void http_close(struct ev_loop *loop, struct http_conn *h)
 static void on_http_io(EV_P_ ev_io *io, int revents)
 {
     struct http_conn *h = (struct http_conn *)io;
+    if (h->lingering) {
+        char sink[4096];
+        ssize_t n = recv(io->fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            http_close(loop, h);
+        return;
+    }
     if (h->out == NULL && (revents & EV_READ)) {
         ssize_t n = recv(io->fd, h->in + h->in_len, sizeof(h->in) - h->in_len, 0);
         if (n <= 0) {
@@ -379,7 +391,13 @@ static void on_http_io(EV_P_ ev_io *io, int revents)
             h->out_off += (size_t)n;
         }
         shutdown(io->fd, SHUT_WR);
-        http_close(loop, h);
+        h->lingering = 1;
+        ev_io_stop(loop, io);
+        ev_io_set(io, io->fd, EV_READ);
+        ev_io_start(loop, io);
+        ev_timer_stop(loop, &h->timer);
+        ev_timer_set(&h->timer, LINGER_SECONDS, 0.);
+        ev_timer_start(loop, &h->timer);
     }
 }
 

@@ -135,8 +135,8 @@ static void fuzz_admin(unsigned opt, const uint8_t *data, size_t n)
         size_t tl = tlen - 14;
         FUZZ_CHECK(tl >= 1 && tl <= WSG_ACME_TOKEN_MAX && blen >= 1 && blen <= WSG_ACME_KEYAUTH_MAX);
         char req[256];
-        int rl = snprintf(req, sizeof(req), "GET /.well-known/acme-challenge/%.*s HTTP/1.1\r\nHost: a\r\n\r\n",
-                          (int)tl, tok);
+        int rl = snprintf(req, sizeof(req),
+                          "GET /.well-known/acme-challenge/%.*s HTTP/1.1\r\nHost: a\r\n\r\n", (int)tl, tok);
         char *out = NULL;
         size_t ol = 0;
         FUZZ_CHECK(http_answer(req, (size_t)rl, 443, &out, &ol) == 200);
@@ -185,7 +185,8 @@ static void fuzz_http(unsigned opt, const uint8_t *data, size_t n)
     FUZZ_CHECK(end != NULL);
     size_t head = (size_t)(end - out) + 4;
     for (size_t i = 0; i < head; i++) /* CRLF lines only: nothing of the request split a line */
-        FUZZ_CHECK((out[i] != '\n' || (i > 0 && out[i - 1] == '\r')) && (out[i] != '\r' || out[i + 1] == '\n'));
+        FUZZ_CHECK((out[i] != '\n' || (i > 0 && out[i - 1] == '\r')) &&
+                   (out[i] != '\r' || out[i + 1] == '\n'));
     const char *cl = memmem(out, head, "Content-Length: ", 16);
     FUZZ_CHECK(cl != NULL);
     size_t clen = strtoul(cl + 16, NULL, 10);

@@ -22,7 +22,7 @@
 FUZZ_SECONDS ?= 60
 # Every target links the same library as the gateway (pipeline.c reads struct wsg_conn through the
 # private gateway/conn-int.h and calls the connection code in the archive): no per-target library.
-FUZZ_TARGETS ?= http1_request http1_response ws_c2u ws_u2c ws_diff tls_server config cert_check pipeline status_json psa_driver proxy_protocol affinity_cookie ws_inflate upstream_admin acme_json acme_http
+FUZZ_TARGETS ?= http1_request http1_response ws_c2u ws_u2c ws_diff tls_server config cert_check pipeline status_json psa_driver proxy_protocol affinity_cookie ws_inflate upstream_admin acme_json acme_http acme_admin
 FUZZ_ARGS ?=
 FUZZ_CC ?= clang-14
 FUZZ_SAN ?= fuzzer-no-link,address,undefined

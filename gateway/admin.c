@@ -1,6 +1,8 @@
 /*
  * admin.c - the admin endpoint (see admin.h). Small on purpose: one request per connection,
- * parsed with the gateway's own strict HTTP/1.1 parser, answered and closed.
+ * parsed with the gateway's own strict HTTP/1.1 parser, answered and closed. A request body is
+ * read only by Content-Length (at most ADMIN_BODY_MAX: 413 above; chunked: 400; PUT without a
+ * Content-Length: 400), for the ACME challenges (gateway/acme.h).
  */
 #include "gateway/admin.h"
 
@@ -14,17 +16,19 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "gateway/acme.h"
 #include "gateway/http1.h"
 #include "gateway/log.h"
 #include "gateway/status.h"
 
 #define ADMIN_HEAD_MAX 8192
+#define ADMIN_BODY_MAX 16384
 #define ADMIN_TIMEOUT 5.0
 
 struct admin_conn {
     ev_io io;
     ev_timer timer;
-    char in[ADMIN_HEAD_MAX];
+    char in[ADMIN_HEAD_MAX + ADMIN_BODY_MAX];
     size_t in_len;
     char *out;
     size_t out_len, out_off;
@@ -148,10 +152,31 @@ static void respond_upstreams(struct admin_conn *a, const struct wsg_http_req *r
     free(body);
 }
 
-static void handle(struct admin_conn *a, const struct wsg_http_req *r)
+/* /acme...: the ACME challenges (gateway/acme.h); text/plain answers, 204 without a body. */
+static void respond_acme(struct admin_conn *a, const struct wsg_http_req *r, const char *body, size_t blen)
+{
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    if (f == NULL) {
+        respond(a, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    int status = A.ops->acme(f, r->method, r->method_len, r->target, r->target_len, body, blen);
+    fclose(f);
+    if (status == 204)
+        tlen = 0; /* RFC 9110 section 15.3.5: no content */
+    respond(a, status, "text/plain; charset=utf-8", text, tlen);
+    free(text);
+}
+
+static void handle(struct admin_conn *a, const struct wsg_http_req *r, const char *req_body, size_t blen)
 {
     const struct wsg_admin_ops *ops = A.ops;
-    if (target_is(r, "/upstreams") || (r->target_len > 11 && memcmp(r->target, "/upstreams/", 11) == 0)) {
+    if (ops->acme != NULL && wsg_acme_admin_target(r->target, r->target_len)) {
+        respond_acme(a, r, req_body, blen);
+    } else if (target_is(r, "/upstreams") ||
+               (r->target_len > 11 && memcmp(r->target, "/upstreams/", 11) == 0)) {
         respond_upstreams(a, r);
     } else if (target_is(r, "/healthz") && method_is(r, "GET")) {
         respond(a, 200, "text/plain", "ok\n", 3);
@@ -204,16 +229,26 @@ static void on_admin_io(EV_P_ ev_io *io, int revents)
         }
         a->in_len += (size_t)n;
         struct wsg_http_req req;
-        struct wsg_http_limits lim = {.max_head = sizeof(a->in), .max_target = 1024, .max_headers = 50};
+        struct wsg_http_limits lim = {.max_head = ADMIN_HEAD_MAX, .max_target = 1024, .max_headers = 50};
         const char *why = NULL;
         int status = 400;
         int r = wsg_http_parse_request(a->in, a->in_len, &lim, &req, &why, &status);
         if (r == WSG_PARSE_PARTIAL)
             return;
-        if (r < 0)
+        if (r < 0) {
             respond(a, status, "text/plain", "bad request\n", 12);
-        else
-            handle(a, &req);
+        } else if (req.body == WSG_BODY_CHUNKED ||
+                   (req.method_len == 3 && memcmp(req.method, "PUT", 3) == 0 &&
+                    req.body != WSG_BODY_LENGTH)) {
+            respond(a, 400, "text/plain", "a body needs a Content-Length\n", 30);
+        } else if (req.body == WSG_BODY_LENGTH && req.content_length > ADMIN_BODY_MAX) {
+            respond(a, 413, "text/plain", "body over 16 KiB\n", 17);
+        } else {
+            size_t blen = req.body == WSG_BODY_LENGTH ? (size_t)req.content_length : 0;
+            if (a->in_len < (size_t)r + blen)
+                return; /* the rest of the body (the head parses the same again) */
+            handle(a, &req, a->in + r, blen);
+        }
         if (a->out == NULL) {
             admin_close(loop, a);
             return;

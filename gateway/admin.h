@@ -11,6 +11,9 @@
  *   POST /reload    reload config and certificates: 200 {"ok":true,...} or 409 {"ok":false,"error":...}
  *   POST /drain     start draining: 202
  *   GET  /upstreams, POST /upstreams/HOST:PORT/{drain,ready,weight}: gateway/lifecycle.h
+ *   GET /acme, PUT|DELETE /acme/{http-01,tls-alpn-01}/...: ACME challenges, gateway/acme.h
+ *
+ * Request bodies are read by Content-Length only, at most 16 KiB (413 above); PUT needs one (400).
  */
 #ifndef WSG_ADMIN_H
 #define WSG_ADMIN_H
@@ -29,6 +32,9 @@ struct wsg_admin_ops {
     void (*certs)(FILE *out);
     /* /upstreams...: prints the answer's JSON body and returns its HTTP status (lifecycle.h). */
     int (*upstreams)(FILE *out, int post, const char *target, size_t len);
+    /* /acme...: prints the text/plain answer and returns its HTTP status (acme.h); NULL: 404. */
+    int (*acme)(FILE *out, const char *method, size_t mlen, const char *target, size_t tlen, const char *body,
+                size_t blen);
 };
 
 /* addr: "127.0.0.1:9090", "[::1]:9090" or "unix:/path/to.sock". Returns 0 or -1 with err. */

@@ -16,19 +16,20 @@
 #define WSG_CFG_MAX_ROWS 128
 
 enum type {
-    T_SIZE,     /* uint64_t or uint32_t (by field size): "512", "64k", "1m", "1g" */
-    T_DURATION, /* double seconds: "30", "500ms", "10s", "2m", "1h", "1.5s" */
-    T_UINT,     /* unsigned */
-    T_STRING,   /* char[] */
-    T_LISTEN,   /* repeatable "host:port", "[v6]:port", ":port" */
-    T_CERT,     /* repeatable path */
-    T_KEY,      /* repeatable path, pairs with the cert of the same rank */
-    T_UPSTREAM, /* repeatable "host:port [weight=N]" (also inside a route: the route's own list) */
-    T_RATE,     /* double per second: "10", "0.5" */
-    T_BYTERATE, /* double bytes per second, written as a size: "64k" */
-    T_ENUM,     /* one of choices, stored as its index (an enum) */
-    T_SWITCH,   /* on|off, a bit of struct wsg_dir_policy (off = which bit) */
-    T_PLIST,    /* repeatable space-separated list in struct wsg_policy (origins, subprotocols) */
+    T_SIZE,        /* uint64_t or uint32_t (by field size): "512", "64k", "1m", "1g" */
+    T_DURATION,    /* double seconds: "30", "500ms", "10s", "2m", "1h", "1.5s" */
+    T_UINT,        /* unsigned */
+    T_STRING,      /* char[] */
+    T_LISTEN,      /* repeatable "host:port", "[v6]:port", ":port" */
+    T_HTTP_LISTEN, /* repeatable "host:port", "[v6]:port", ":port", no options (listen_http) */
+    T_CERT,        /* repeatable path */
+    T_KEY,         /* repeatable path, pairs with the cert of the same rank */
+    T_UPSTREAM,    /* repeatable "host:port [weight=N]" (also inside a route: the route's own list) */
+    T_RATE,        /* double per second: "10", "0.5" */
+    T_BYTERATE,    /* double bytes per second, written as a size: "64k" */
+    T_ENUM,        /* one of choices, stored as its index (an enum) */
+    T_SWITCH,      /* on|off, a bit of struct wsg_dir_policy (off = which bit) */
+    T_PLIST,       /* repeatable space-separated list in struct wsg_policy (origins, subprotocols) */
 };
 
 /* Where a row's value lives. */
@@ -57,7 +58,7 @@ struct setting {
 const struct setting *wsg_cfg_find(const char *name);
 /* The row's index in the table (0 .. rows - 1). */
 size_t wsg_cfg_row_index(const struct setting *st);
-/* 1 for a repeatable row (listen, cert, key, upstream, origins, subprotocols). */
+/* 1 for a repeatable row (listen, listen_http, cert, key, upstream, origins, subprotocols). */
 int wsg_cfg_is_list(const struct setting *st);
 /* Empties a repeatable row's list (at top level when r is NULL, else in route block r). */
 void wsg_cfg_clear_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st);

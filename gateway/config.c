@@ -66,6 +66,10 @@ static const struct setting settings[] = {
      "address to accept TLS on: HOST:PORT, [IPV6]:PORT or :PORT, then optionally proxy_protocol (every "
      "connection starts with a PROXY protocol v1 or v2 header from a balancer in proxy_protocol_from, "
      "whose client address is used everywhere) (repeatable; default 0.0.0.0:443 as root, else 0.0.0.0:8443)"},
+    {"listen_http", T_HTTP_LISTEN, 0, 0, NULL, FIELD(listen_http), NULL,
+     "plaintext HTTP address (same syntax as listen, no options): answers ACME HTTP-01 challenges "
+     "(/.well-known/acme-challenge/TOKEN, pushed over the admin endpoint by wsgate-certs acme) and "
+     "redirects every other request to https with 308 (repeatable; default off)"},
     {"cert", T_CERT, 0, 0, NULL, FIELD(cert), NULL,
      "certificate chain file, PEM (repeatable; the Nth key belongs to the Nth cert)"},
     {"key", T_KEY, 0, 0, NULL, FIELD(key), NULL, "private key file, PEM (repeatable)"},
@@ -583,6 +587,9 @@ static char *list_slot(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct 
     case T_LISTEN:
         *count = &c->nlisten, *cap = WSG_CFG_MAX_LISTEN, *elsize = sizeof(c->listen[0]);
         break;
+    case T_HTTP_LISTEN:
+        *count = &c->nlisten_http, *cap = WSG_CFG_MAX_LISTEN, *elsize = sizeof(c->listen_http[0]);
+        break;
     case T_CERT:
         *count = &c->ncert, *cap = WSG_CFG_MAX_CERTS, *elsize = sizeof(c->cert[0]);
         break;
@@ -611,8 +618,8 @@ static char *list_slot(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct 
 
 int wsg_cfg_is_list(const struct setting *st)
 {
-    return st->type == T_LISTEN || st->type == T_CERT || st->type == T_KEY || st->type == T_UPSTREAM ||
-           st->type == T_PLIST;
+    return st->type == T_LISTEN || st->type == T_HTTP_LISTEN || st->type == T_CERT || st->type == T_KEY ||
+           st->type == T_UPSTREAM || st->type == T_PLIST;
 }
 
 void wsg_cfg_clear_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct setting *st)
@@ -888,6 +895,20 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
             wsg_cfg_fail(err, file, line, st->name, "path is longer than %zu bytes", elsize - 1);
             return -1;
         }
+        strcpy(slot, v);
+    } else if (st->type == T_HTTP_LISTEN) {
+        const char *why = strlen(v) >= elsize            ? "is too long"
+                          : v[strcspn(v, " \t")] != '\0' ? "has more than an address (no options here)"
+                                                         : check_hostport(v, 1);
+        if (why != NULL) {
+            wsg_cfg_fail(err, file, line, st->name, "\"%s\" %s", v, why);
+            return -1;
+        }
+        for (unsigned i = 0; i < *count; i++)
+            if (strcmp(base + (size_t)i * elsize, v) == 0) {
+                wsg_cfg_fail(err, file, line, st->name, "\"%s\" is given twice", v);
+                return -1;
+            }
         strcpy(slot, v);
     } else if (st->type == T_LISTEN) {
         /* "ADDR [proxy_protocol]" (nginx's listen parameter) */
@@ -1269,6 +1290,12 @@ int wsg_cfg_finish(struct wsg_cfg *c, char err[WSG_ERRLEN])
         c->listen_proxy[0] = 0;
         c->nlisten = 1;
     }
+    for (unsigned i = 0; i < c->nlisten_http; i++)
+        for (unsigned k = 0; k < c->nlisten; k++)
+            if (strcmp(c->listen_http[i], c->listen[k]) == 0) {
+                snprintf(err, WSG_ERRLEN, "listen_http: \"%s\" is also a TLS listen address", c->listen[k]);
+                return -1;
+            }
     return parse_proxy_from(c, err);
 }
 
@@ -1319,6 +1346,7 @@ static const char *metavar(enum type t)
     case T_PLIST:
         return "LIST";
     case T_LISTEN:
+    case T_HTTP_LISTEN:
     case T_UPSTREAM:
         return "HOST:PORT";
     case T_CERT:
@@ -1349,6 +1377,7 @@ static const char *type_name(enum type t)
     case T_PLIST:
         return "list, repeatable";
     case T_LISTEN:
+    case T_HTTP_LISTEN:
         return "address, repeatable";
     case T_CERT:
     case T_KEY:

@@ -55,6 +55,8 @@ struct wsg_cfg {
     char listen[WSG_CFG_MAX_LISTEN][128];
     unsigned char listen_proxy[WSG_CFG_MAX_LISTEN]; /* 1: "ADDR proxy_protocol", a PROXY header first */
     unsigned nlisten;
+    char listen_http[WSG_CFG_MAX_LISTEN][128]; /* plaintext ACME HTTP-01 + redirect (gateway/acme.h) */
+    unsigned nlisten_http;
     char cert[WSG_CFG_MAX_CERTS][512];
     unsigned ncert;
     char key[WSG_CFG_MAX_CERTS][512];

@@ -39,6 +39,14 @@ int wsg_conn_tls_in(struct wsg_conn *c)
         int r = wsg_tls_handshake(c->tls);
         if (r == WSG_OK) {
             wsg_m_add(&metrics(c)->c[wsg_tls_resumed(c->tls) ? WSG_M_TLS_RESUMED : WSG_M_TLS_FULL], 1);
+            if (wsg_tls_is_acme(c->tls)) {
+                /* A TLS-ALPN-01 validation (RFC 8737 section 3): the handshake was the whole
+                 * answer; acme-tls/1 carries no application data. Close (close_notify). */
+                clog(WSG_LOG_INFO, c, "TLS-ALPN-01 challenge served for %s",
+                     wsg_tls_sni(c->tls) ? wsg_tls_sni(c->tls) : "-");
+                wsg_conn_start_closing(c);
+                return 1;
+            }
             set_state(c, WSG_ST_REQ_HEAD);
             set_deadline(c, cfg_of(c)->header_timeout);
             clog(WSG_LOG_DEBUG, c, "TLS %s %s sni=%s%s", wsg_tls_version(c->tls), wsg_tls_cipher(c->tls),

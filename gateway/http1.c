@@ -1052,6 +1052,8 @@ const char *wsg_http_reason_phrase(int status)
         return "Found";
     case 304:
         return "Not Modified";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 403:
@@ -1084,6 +1086,8 @@ const char *wsg_http_reason_phrase(int status)
         return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
     default:
         return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "Unknown";
     }

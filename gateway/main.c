@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gateway/acme.h"
 #include "gateway/admin.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
@@ -305,10 +306,13 @@ static int do_reload(char err[WSG_ERRLEN])
     const struct wsg_cfg *old_cfg = g.sh.rt->cfg;
     if (strcmp(old_cfg->listen[0], cfg->listen[0]) != 0 || old_cfg->nlisten != cfg->nlisten ||
         memcmp(old_cfg->listen_proxy, cfg->listen_proxy, sizeof(cfg->listen_proxy)) != 0 ||
+        old_cfg->nlisten_http != cfg->nlisten_http ||
+        memcmp(old_cfg->listen_http, cfg->listen_http, sizeof(cfg->listen_http)) != 0 ||
         old_cfg->workers != cfg->workers || strcmp(old_cfg->admin, cfg->admin) != 0 ||
         old_cfg->ip_table_size != cfg->ip_table_size)
         wsg_log(WSG_LOG_WARN,
-                "reload: listen, workers, admin and ip_table_size changes take effect after a restart");
+                "reload: listen, listen_http, workers, admin and ip_table_size changes take effect after a "
+                "restart");
     int lvl = wsg_log_level_parse(cfg->log_level);
     if (lvl >= 0)
         wsg_log_max = lvl;
@@ -498,6 +502,7 @@ static void admin_metrics(FILE *f)
     fprintf(f, "# HELP wsgate_certificate_expiry_seconds Seconds until each served certificate expires, by "
                "name.\n# TYPE wsgate_certificate_expiry_seconds gauge\n");
     wsg_tls_store_expiry(g.sh.tls, print_expiry, f);
+    wsg_acme_metrics(f, g.sh.tls);
 }
 
 static void admin_certs(FILE *f)
@@ -519,6 +524,12 @@ static int admin_upstreams(FILE *f, int post, const char *target, size_t len)
     return wsg_lifecycle_post(f, target, len, rts, n, g.workers, g.nworkers);
 }
 
+static int admin_acme(FILE *f, const char *method, size_t mlen, const char *target, size_t tlen,
+                      const char *body, size_t blen)
+{
+    return wsg_acme_admin(f, method, mlen, target, tlen, body, blen, g.sh.tls);
+}
+
 static const struct wsg_admin_ops admin_ops = {
     .reload = admin_reload,
     .drain = start_drain,
@@ -526,6 +537,7 @@ static const struct wsg_admin_ops admin_ops = {
     .metrics = admin_metrics,
     .certs = admin_certs,
     .upstreams = admin_upstreams,
+    .acme = admin_acme,
 };
 
 int main(int argc, char **argv)
@@ -630,6 +642,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
     }
+    /* listen_http (ACME HTTP-01 and the https redirect) on this loop, beside the admin endpoint
+     * that fills its table; bound before the privilege drop too (port 80). */
+    if (wsg_acme_http_start(loop, cfg, err) != 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return 1;
+    }
     if (drop_privileges(cfg, err) != 0) {
         fprintf(stderr, "wsgate: %s\n", err);
         return 1;
@@ -677,6 +695,7 @@ int main(int argc, char **argv)
     wsg_log(WSG_LOG_NOTICE, "drained, exiting");
     free(g.workers);
     wsg_admin_stop(loop);
+    wsg_acme_http_stop(loop);
     wsg_tls_store_free(g.sh.tls);
     runtime_free(g.sh.rt);
     for (unsigned i = 0; i < g.nold; i++)

@@ -55,7 +55,10 @@ static const uint16_t groups[] = {
     MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
 };
 
-static const char *alpn[] = {"http/1.1", NULL};
+/* http/1.1 first: the server's order decides (mbedtls_ssl_parse_alpn_ext), so only a client that
+ * offers acme-tls/1 without http/1.1 negotiates it (RFC 8737 section 4: the validator offers it
+ * alone). Such a handshake is served a pushed challenge or fails (acme.c). */
+static const char *alpn[] = {"http/1.1", WSG_TLS_ACME_ALPN, NULL};
 
 #define TLS13_MAX_TICKET_LIFETIME 604800u /* RFC 8446 4.6.1: at most seven days */
 #define SELFSIGNED_DAYS 365u
@@ -321,6 +324,7 @@ static int setup_conf(struct wsg_tls_store *st, struct wsg_tls_gen *g, mbedtls_s
     mbedtls_ssl_conf_tls13_key_exchange_modes(conf, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
                                                         MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL);
     mbedtls_ssl_conf_sni(conf, sni_cb, g);
+    mbedtls_ssl_conf_cert_cb(conf, wsg_tls_acme_cert_cb);
     if (st->tickets && file_keys)
         mbedtls_ssl_conf_session_tickets_cb(conf, wsg_ticket_write, wsg_ticket_parse, st);
     else if (st->tickets)
@@ -397,6 +401,7 @@ int wsg_tls_store_new(struct wsg_tls_store **out, const struct wsg_tls_settings 
     mbedtls_ctr_drbg_init(&st->drbg);
     mbedtls_ssl_ticket_init(&st->ticket);
     pthread_mutex_init(&st->lock, NULL);
+    wsg_tls_acme_init(st);
     atomic_init(&st->live, 0);
     atomic_init(&st->number, 0);
     int ret = mbedtls_ctr_drbg_seed(&st->drbg, mbedtls_entropy_func, &st->entropy, pers, sizeof(pers) - 1);
@@ -471,6 +476,7 @@ void wsg_tls_store_free(struct wsg_tls_store *st)
     st->current = NULL;
     wsg_ticket_keyset_unref(st->tkeys);
     st->tkeys = NULL;
+    wsg_tls_acme_free(st);
     mbedtls_ssl_ticket_free(&st->ticket);
     mbedtls_ctr_drbg_free(&st->drbg);
     mbedtls_entropy_free(&st->entropy);

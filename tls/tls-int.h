@@ -47,6 +47,16 @@ struct wsg_tls_gen {
     size_t nnames;
 };
 
+/* A TLS-ALPN-01 challenge certificate pushed over the admin endpoint (acme.c). Immutable once
+ * in the table; a handshake that selected it holds a reference until its wsg_tls is freed, so a
+ * DELETE during that handshake frees it only afterwards. */
+struct wsg_tls_acme_cert {
+    atomic_uint refs;
+    char name[256]; /* lower-cased DNS name */
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context key;
+};
+
 struct wsg_tls_store {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;     /* thread-safe (MBEDTLS_THREADING_C): shared by all workers */
@@ -60,6 +70,11 @@ struct wsg_tls_store {
     atomic_uint number;          /* the current generation's number, for lock-free reads */
     atomic_uint live;            /* generations built and not yet freed */
     struct wsg_tls_gen *gens;    /* every live generation, newest first; under lock */
+    /* TLS-ALPN-01 challenges (acme.c): written by the admin thread, read by handshakes */
+    pthread_mutex_t acme_lock;
+    struct wsg_tls_acme_cert *acme[WSG_TLS_ACME_MAX]; /* under acme_lock; nacme used */
+    size_t nacme;
+    atomic_ulong acme_served, acme_unknown; /* acme-tls/1 handshakes with / without a challenge */
 };
 
 /* store.c: a connection's reference on the current generation (never NULL after store_new);
@@ -106,6 +121,19 @@ void wsg_tls_fingerprint(const mbedtls_x509_crt *crt, char out[96]);
  * non-zero stops the walk and is returned. */
 typedef int (*wsg_tls_name_fn)(void *arg, const char *name, size_t len, int is_ip, int from_cn);
 int wsg_tls_leaf_names(const mbedtls_x509_crt *leaf, wsg_tls_name_fn fn, void *arg);
+
+/* acme.c: the certificate selection callback (mbedtls_ssl_conf_cert_cb): a handshake whose ALPN
+ * is acme-tls/1 gets the challenge pushed for its SNI name, or fails (unrecognized_name). */
+int wsg_tls_acme_cert_cb(mbedtls_ssl_context *ssl);
+/* acme.c: drops a handshake's reference (wsg_tls_free). NULL is fine. */
+void wsg_tls_acme_unref(struct wsg_tls_acme_cert *c);
+/* acme.c: init and free of the store's table (store_new, store_free). */
+void wsg_tls_acme_init(struct wsg_tls_store *st);
+void wsg_tls_acme_free(struct wsg_tls_store *st);
+/* tls.c: the store of a connection, and the challenge its handshake selected (takes the
+ * caller's reference; a previous one, after a HelloRetryRequest, is dropped). */
+struct wsg_tls_store *wsg_tls_store_of(const struct wsg_tls *t);
+void wsg_tls_note_acme(struct wsg_tls *t, struct wsg_tls_acme_cert *c);
 
 /* tls.c: called by the SNI callback with the connection found via mbedtls_ssl_get_user_data_p. */
 void wsg_tls_note_sni(struct wsg_tls *t, const unsigned char *name, size_t len);

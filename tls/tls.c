@@ -34,6 +34,7 @@ struct wsg_tls {
     mbedtls_ssl_context ssl;
     struct wsg_buf *cin, *cout;
     struct wsg_tls_gen *gen;
+    struct wsg_tls_acme_cert *acme; /* the TLS-ALPN-01 challenge this handshake serves (acme.c) */
     char *sni;
     unsigned hs_done : 1;   /* handshake returned WSG_OK */
     unsigned ticket_ok : 1; /* a session ticket was accepted (TLS 1.2 resumption) */
@@ -146,6 +147,22 @@ void wsg_tls_note_sni(struct wsg_tls *t, const unsigned char *name, size_t len)
     t->sni = copy;
 }
 
+struct wsg_tls_store *wsg_tls_store_of(const struct wsg_tls *t)
+{
+    return t->gen->st;
+}
+
+void wsg_tls_note_acme(struct wsg_tls *t, struct wsg_tls_acme_cert *c)
+{
+    wsg_tls_acme_unref(t->acme);
+    t->acme = c;
+}
+
+int wsg_tls_is_acme(const struct wsg_tls *t)
+{
+    return t->acme != NULL;
+}
+
 void wsg_tls_note_ticket(void)
 {
     if (stepping != NULL)
@@ -234,6 +251,7 @@ void wsg_tls_free(struct wsg_tls *t)
     if (t == NULL)
         return;
     mbedtls_ssl_free(&t->ssl);
+    wsg_tls_acme_unref(t->acme); /* after mbedTLS, which may point at its certificate */
     wsg_tls_gen_release(t->gen);
     free(t->sni);
     free(t);

@@ -169,6 +169,38 @@ int wsg_tls_utc_stamp(time_t when, char out[16]);
 int wsg_tls_gen_selfsigned(const char *const *names, size_t nnames, unsigned days, char *cert_pem,
                            size_t cert_cap, char *key_pem, size_t key_cap, char err[WSG_ERRLEN]);
 
+/* ---- ACME TLS-ALPN-01 challenges (RFC 8737), pushed by wsgate-certs acme (tls/acme.c) ----
+ *
+ * The store holds at most WSG_TLS_ACME_MAX challenge certificates, in memory only, by DNS name.
+ * A handshake whose ALPN negotiates "acme-tls/1" (the server list is http/1.1 then acme-tls/1, so
+ * only a client offering acme-tls/1 without http/1.1 gets it, RFC 8737 section 4) is answered
+ * with the challenge certificate for its SNI name, or fails with an unrecognized_name alert when
+ * none is held. Every other handshake is untouched. */
+#define WSG_TLS_ACME_MAX 64
+#define WSG_TLS_ACME_ALPN "acme-tls/1"
+
+/**
+ * Parses pem (len bytes, not NUL-terminated: one PEM certificate and its PEM private key) and
+ * holds it for name (lower-case DNS name, already validated by the caller), replacing a held one.
+ * The certificate must carry the critical acmeIdentifier extension (1.3.6.1.5.5.7.1.31, an OCTET
+ * STRING of 32 bytes), a subjectAltName DNS entry equal to name, and the key must match it.
+ * @return 0 added, 1 replaced, -1 refused with err (one sentence), -2 table full (err too).
+ * @note Thread-safe against handshakes; called from the admin thread.
+ */
+int wsg_tls_acme_put(struct wsg_tls_store *st, const char *name, const char *pem, size_t len,
+                     char err[WSG_ERRLEN]);
+/* Removes name's challenge. @return 0, or -1 when none was held. A handshake that selected it
+ * keeps it until that handshake's connection is freed. */
+int wsg_tls_acme_delete(struct wsg_tls_store *st, const char *name);
+/* Calls fn for each held name in sorted order. */
+void wsg_tls_acme_list(struct wsg_tls_store *st, void (*fn)(void *arg, const char *name), void *arg);
+/* Challenges held, and acme-tls/1 handshakes counted since start: served (a challenge was held
+ * for the name) and unknown (none was: the handshake failed). */
+size_t wsg_tls_acme_count(struct wsg_tls_store *st);
+void wsg_tls_acme_stats(struct wsg_tls_store *st, uint64_t *served, uint64_t *unknown);
+/* After the handshake: 1 when it negotiated acme-tls/1 (the connection carries no HTTP: close it). */
+int wsg_tls_is_acme(const struct wsg_tls *t);
+
 /* ---- checking a pair without serving it (tls/check.c): wsgate-certs check and rotate ---- */
 
 #define WSG_TLS_CHECK_MAX_PROBLEMS 16

@@ -2,7 +2,8 @@
 // `prometheus`, on loopback, scraping the admin listener every second) while a scripted
 // workload runs through wsgate: WebSocket sessions with messages both ways closed with several
 // codes, frames over client_max_frame (1009 and a max_frame policy event), plain text to the
-// TLS port (failed handshakes), HTTP requests, a reload. Every PromQL expression of every panel,
+// TLS port (failed handshakes), HTTP requests, a reload, ACME HTTP-01 fetches of a pushed token
+// and listen_http redirects. Every PromQL expression of every panel,
 // with Grafana's variables substituted ($__rate_interval 10s, $job and $instance the ones
 // scraped), must evaluate without error and return data; the dashboard's template queries
 // (label_values) must find their values. Skipped, saying why, when /usr/bin/prometheus is missing
@@ -23,7 +24,7 @@ const PROMETHEUS = process.env.PROMETHEUS || '/usr/bin/prometheus';
 const havePrometheus = fs.existsSync(PROMETHEUS);
 const DASHBOARD = path.join(TOP, 'examples/grafana/wsgate.json');
 const T = { timeout: 110000 };
-let gw, adminPort, promPort, prom, stopLoad, loadDone;
+let gw, adminPort, httpPort, promPort, prom, stopLoad, loadDone;
 
 function promGet(p) {
   return new Promise((resolve, reject) => {
@@ -75,6 +76,14 @@ async function round(i, from) {
     s.on('close', resolve);
     setTimeout(() => { s.destroy(); resolve(); }, 3000);
   });
+  // listen_http: an ACME HTTP-01 fetch of the pushed token and a request redirected to https
+  for (const p of ['/.well-known/acme-challenge/load', `/r${i}`]) {
+    await new Promise((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port: httpPort, path: p, agent: false }, (res) => { res.resume(); res.on('end', resolve); });
+      req.on('error', resolve);
+      req.setTimeout(3000, () => { req.destroy(); resolve(); });
+    });
+  }
 }
 
 before(async () => {
@@ -82,6 +91,7 @@ before(async () => {
   const echo = await startWsEcho();
   const dead = await freePort();
   adminPort = await freePort();
+  httpPort = await freePort();
   // a real redis-server, so that the fleet families (wsgate_redis_*) are exported and charted too
   const redisPort = await freePort();
   const redis = spawnChild('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
@@ -89,9 +99,17 @@ before(async () => {
     10000, `redis-server:\n${redis.log()}`);
   gw = await startGateway(['--upstream', echo.addr, '--upstream', `127.0.0.1:${dead}`, '--workers', '2',
     '--admin', `127.0.0.1:${adminPort}`, '--client_max_frame', '1k', '--access_log', 'off',
-    '--redis', `127.0.0.1:${redisPort}`, '--ip_rate_messages', '100000']);
+    '--redis', `127.0.0.1:${redisPort}`, '--ip_rate_messages', '100000', '--listen_http', `127.0.0.1:${httpPort}`]);
   await waitFor(async () => { try { return (await adminRequest(adminPort, '/healthz')).status === 200; } catch { return false; } },
     5000, 'the admin endpoint');
+  // an ACME HTTP-01 challenge held for the whole run (the acme panels' data)
+  const put = await new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: adminPort, path: '/acme/http-01/load', method: 'PUT',
+      headers: { 'Content-Length': 6 }, agent: false }, (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('error', reject);
+    req.end('load.k');
+  });
+  assert.equal(put, 204);
   const dir = fs.mkdtempSync(path.join(tmpDir(), 'prometheus-'));
   fs.writeFileSync(path.join(dir, 'prometheus.yml'), [
     'global:', '  scrape_interval: 1s', '  scrape_timeout: 900ms', '  evaluation_interval: 1s',
@@ -179,7 +197,10 @@ test('every PromQL expression of the dashboard returns data from a real Promethe
     'sum(rate(wsgate_websocket_messages_total[10s])) > 0',
     'sum(increase(wsgate_policy_events_total{rule="max_frame"}[1m])) > 0',
     'sum(increase(wsgate_tls_handshake_failures_total{reason="not_tls"}[1m])) > 0',
-    'sum(increase(wsgate_reloads_total{result="ok"}[5m])) > 0']) {
+    'sum(increase(wsgate_reloads_total{result="ok"}[5m])) > 0',
+    'sum(increase(wsgate_acme_challenge_requests_total{type="http-01",result="served"}[1m])) > 0',
+    'sum(increase(wsgate_http_redirects_total[1m])) > 0',
+    'max(wsgate_acme_challenges{type="http-01"}) > 0']) {
     const r = await query(q);
     assert.ok(r.data.result.length > 0, `no data for ${q}`);
   }

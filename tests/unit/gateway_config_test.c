@@ -316,6 +316,61 @@ static void test_listen_values(void **state)
     assert_string_equal(set(c, "listen", ":999"), "wsgate.conf:12: listen: more than 16 values");
 }
 
+/* listen_http (issue 16): the listen syntax without options, repeatable, default off, never a
+ * TLS listen address as well. */
+static void test_listen_http_values(void **state)
+{
+    (void)state;
+    struct wsg_cfg *c = fresh();
+    assert_int_equal(c->nlisten_http, 0);
+    static const char *good[] = {"0.0.0.0:80", "[::]:80", ":8080", "127.0.0.1:1", "localhost:65535", "*:80"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (strcmp(set(c, "listen_http", good[i]), "") != 0)
+            fail_msg("listen_http %s: %s", good[i], set(c, "listen_http", good[i]));
+    assert_int_equal(c->nlisten_http, sizeof(good) / sizeof(good[0]));
+    assert_string_equal(c->listen_http[1], "[::]:80");
+    assert_int_equal(c->nlisten, 0); /* a list of its own */
+    static const char *bad[] = {"80",         "0.0.0.0",  "0.0.0.0:0",   "0.0.0.0:65536", "0.0.0.0:http",
+                                "::1:80",     "[::1]80",  "[nope]:80",   "1.2.3.999:80",  "a b:80",
+                                "host..x:80", "-host:80", "0.0.0.0:80x", "[::1]:",        "host.:80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *e = set(c, "listen_http", bad[i]);
+        if (strncmp(e, "wsgate.conf:12: listen_http: \"", 30) != 0)
+            fail_msg("listen_http \"%s\" accepted or bad message: %s", bad[i], e);
+    }
+    assert_string_equal(set(c, "listen_http", "0.0.0.0:70000"),
+                        "wsgate.conf:12: listen_http: \"0.0.0.0:70000\" has a bad port (1-65535)");
+    assert_string_equal(set(c, "listen_http", "0.0.0.0:80"),
+                        "wsgate.conf:12: listen_http: \"0.0.0.0:80\" is given twice");
+    /* no options: proxy_protocol belongs to listen */
+    assert_string_equal(set(c, "listen_http", ":81 proxy_protocol"),
+                        "wsgate.conf:12: listen_http: \":81 proxy_protocol\" has more than an address (no "
+                        "options here)");
+    assert_string_equal(set(c, "listen_http", ""), "wsgate.conf:12: listen_http: missing value");
+    /* capacity */
+    c = fresh();
+    char v[32];
+    for (int i = 0; i < WSG_CFG_MAX_LISTEN; i++) {
+        snprintf(v, sizeof(v), ":%d", 1000 + i);
+        assert_string_equal(set(c, "listen_http", v), "");
+    }
+    assert_string_equal(set(c, "listen_http", ":999"), "wsgate.conf:12: listen_http: more than 16 values");
+    /* the same address as a TLS listener: refused by finish */
+    c = fresh();
+    char err[WSG_ERRLEN];
+    assert_string_equal(set(c, "upstream", "127.0.0.1:3000"), "");
+    assert_string_equal(set(c, "listen", "127.0.0.1:8443"), "");
+    assert_string_equal(set(c, "listen_http", "127.0.0.1:8443"), "");
+    assert_int_equal(wsg_cfg_finish(c, err), -1);
+    assert_string_equal(err, "listen_http: \"127.0.0.1:8443\" is also a TLS listen address");
+    c = fresh();
+    assert_string_equal(set(c, "upstream", "127.0.0.1:3000"), "");
+    assert_string_equal(set(c, "listen", "127.0.0.1:8443"), "");
+    assert_string_equal(set(c, "listen_http", "127.0.0.1:8080"), "");
+    assert_int_equal(wsg_cfg_finish(c, err), 0);
+    assert_int_equal(c->nlisten_http, 1);
+}
+
 static void test_upstream_values(void **state)
 {
     (void)state;
@@ -745,6 +800,7 @@ static void test_help_and_markdown(void **state)
 {
     (void)state;
     static const char *names[] = {"listen",
+                                  "listen_http",
                                   "cert",
                                   "key",
                                   "upstream",
@@ -1292,6 +1348,7 @@ int main(void)
         cmocka_unit_test(test_set_scalars),
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_listen_values),
+        cmocka_unit_test(test_listen_http_values),
         cmocka_unit_test(test_upstream_values),
         cmocka_unit_test(test_cert_key_values),
         cmocka_unit_test(test_finish),

@@ -16,6 +16,8 @@
 
 #include <mbedtls/base64.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509.h>
@@ -64,6 +66,8 @@ static int cli_recv(void *ctx, unsigned char *dst, size_t len)
 }
 
 static const char *cli_alpn[] = {"http/1.1", NULL};
+/* What link_open's client offers (cli_alpn unless a test says otherwise). */
+static const char **cli_alpn_list = cli_alpn;
 
 enum { ANY_VERSION = 0, TLS12_ONLY = 1 };
 
@@ -84,7 +88,7 @@ static void link_open(struct link *l, struct wsg_tls_store *st, const char *sni,
                      0);
     mbedtls_ssl_conf_authmode(&l->ccfg, MBEDTLS_SSL_VERIFY_NONE);
     mbedtls_ssl_conf_rng(&l->ccfg, rng_cb, rng);
-    assert_int_equal(mbedtls_ssl_conf_alpn_protocols(&l->ccfg, cli_alpn), 0);
+    assert_int_equal(mbedtls_ssl_conf_alpn_protocols(&l->ccfg, cli_alpn_list), 0);
     mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
         &l->ccfg, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
     if (tls12)
@@ -1281,6 +1285,191 @@ static void test_hello_offers(void **state)
     assert_int_equal(wsg_tls_hello_offers(b, n, 0x1303), 0);
 }
 
+/* ---- ACME TLS-ALPN-01 challenges (issue 16, tls/acme.c) ---- */
+
+/* A TLS-ALPN-01 challenge written with mbedTLS: self-signed P-256 for name, with the
+ * acmeIdentifier extension (1.3.6.1.5.5.7.1.31) holding OCTET STRING(idlen bytes), critical or
+ * not (id 0: none). PEM certificate then PEM key into pem; the certificate's DER into der. */
+static void gen_challenge(const char *name, int id, int critical, size_t idlen, char *pem, size_t cap,
+                          unsigned char *der, size_t *derlen)
+{
+    static const unsigned char oid[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f};
+    mbedtls_pk_context key;
+    mbedtls_x509write_cert w;
+    unsigned char cpem[4096], kpem[1024], serial[1] = {7}, value[2 + 64];
+    char subject[128];
+    mbedtls_pk_init(&key);
+    mbedtls_x509write_crt_init(&w);
+    assert_int_equal(mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
+    assert_int_equal(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(key), rng_cb, rng), 0);
+    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&w, &key);
+    mbedtls_x509write_crt_set_issuer_key(&w, &key);
+    snprintf(subject, sizeof(subject), "CN=%s", name);
+    assert_int_equal(mbedtls_x509write_crt_set_subject_name(&w, subject), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_issuer_name(&w, subject), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_serial_raw(&w, serial, 1), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_validity(&w, "20200101000000", "20991231000000"), 0);
+    mbedtls_x509_san_list san = {.node = {.type = MBEDTLS_X509_SAN_DNS_NAME}};
+    san.node.san.unstructured_name.p = (unsigned char *)(uintptr_t)name;
+    san.node.san.unstructured_name.len = strlen(name);
+    assert_int_equal(mbedtls_x509write_crt_set_subject_alternative_name(&w, &san), 0);
+    if (id) {
+        value[0] = 0x04;
+        value[1] = (unsigned char)idlen;
+        assert_int_equal(wsg_rng_fill(rng, value + 2, idlen), 0);
+        assert_int_equal(mbedtls_x509write_crt_set_extension(&w, (const char *)oid, sizeof(oid), critical,
+                                                             value, 2 + idlen),
+                         0);
+    }
+    assert_int_equal(mbedtls_x509write_crt_pem(&w, cpem, sizeof(cpem), rng_cb, rng), 0);
+    assert_int_equal(mbedtls_pk_write_key_pem(&key, kpem, sizeof(kpem)), 0);
+    snprintf(pem, cap, "%s%s", (const char *)cpem, (const char *)kpem);
+    if (der != NULL) {
+        mbedtls_pem_context pc;
+        mbedtls_pem_init(&pc);
+        size_t used, dl;
+        assert_int_equal(mbedtls_pem_read_buffer(&pc, "-----BEGIN CERTIFICATE-----",
+                                                 "-----END CERTIFICATE-----", cpem, NULL, 0, &used),
+                         0);
+        const unsigned char *d = mbedtls_pem_get_buffer(&pc, &dl);
+        memcpy(der, d, dl);
+        *derlen = dl;
+        mbedtls_pem_free(&pc);
+    }
+    mbedtls_x509write_crt_free(&w);
+    mbedtls_pk_free(&key);
+}
+
+static void count_name(void *arg, const char *name)
+{
+    (void)name;
+    (*(int *)arg)++;
+}
+
+static void test_acme_challenges(void **state)
+{
+    (void)state;
+    struct wsg_tls_store *st = store_files(0);
+    char pem[8192], other[8192], err[WSG_ERRLEN];
+    unsigned char der[2048];
+    size_t derlen = 0;
+    uint64_t served, unknown;
+
+    /* what PUT refuses, and why */
+    gen_challenge("acme.test", 0, 0, 0, pem, sizeof(pem), NULL, NULL);
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", pem, strlen(pem), err), -1);
+    assert_non_null(strstr(err, "lacks the acmeIdentifier"));
+    gen_challenge("acme.test", 1, 0, 32, pem, sizeof(pem), NULL, NULL);
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", pem, strlen(pem), err), -1);
+    assert_non_null(strstr(err, "not critical"));
+    gen_challenge("acme.test", 1, 1, 31, pem, sizeof(pem), NULL, NULL);
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", pem, strlen(pem), err), -1);
+    assert_non_null(strstr(err, "32 bytes"));
+    gen_challenge("acme.test", 1, 1, 32, pem, sizeof(pem), NULL, NULL);
+    assert_int_equal(wsg_tls_acme_put(st, "other.test", pem, strlen(pem), err), -1);
+    assert_non_null(strstr(err, "subjectAltName"));
+    gen_challenge("acme.test", 1, 1, 32, other, sizeof(other), NULL, NULL);
+    char *mixed = malloc(16384);
+    assert_non_null(mixed);
+    /* this certificate, another's key */
+    snprintf(mixed, 16384, "%.*s%s", (int)(strstr(pem, "-----END CERTIFICATE-----") - pem + 26), pem,
+             strstr(other, "-----BEGIN EC PRIVATE KEY-----"));
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", mixed, strlen(mixed), err), -1);
+    assert_non_null(strstr(err, "does not match"));
+    free(mixed);
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", pem, 100, err), -1); /* cut */
+    assert_int_equal(wsg_tls_acme_count(st), 0);
+    assert_int_equal(wsg_tls_acme_delete(st, "acme.test"), -1);
+
+    gen_challenge("acme.test", 1, 1, 32, pem, sizeof(pem), der, &derlen);
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", pem, strlen(pem), err), 0);
+    assert_int_equal(wsg_tls_acme_put(st, "acme.test", pem, strlen(pem), err), 1); /* replaced */
+    assert_int_equal(wsg_tls_acme_count(st), 1);
+
+    /* acme-tls/1 alone over TLS 1.2, whose Certificate message is in the clear: the server
+     * selects the challenge, then it is deleted while the server is stuck mid-flight on a small
+     * output buffer; the handshake goes on with the entry it holds (ASan: no use after free)
+     * and the challenge's DER is what it sends. */
+    static const char *acme_only[] = {"acme-tls/1", NULL};
+    cli_alpn_list = acme_only;
+    struct link l;
+    link_open(&l, st, "ACME.test", TLS12_ONLY, NULL);
+    wsg_buf_setup(&l.s2c, 300);
+    assert_true(want(mbedtls_ssl_handshake(&l.cli))); /* ClientHello */
+    assert_int_equal(wsg_tls_handshake(l.srv), WSG_AGAIN);
+    assert_true(wsg_tls_is_acme(l.srv));
+    assert_int_equal(wsg_tls_acme_delete(st, "acme.test"), 0);
+    assert_int_equal(wsg_tls_acme_count(st), 0);
+    unsigned char *seen = malloc(65536);
+    size_t nseen = 0;
+    for (int i = 0; i < 200; i++) {
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(&l.s2c, &len);
+        assert_true(nseen + len <= 65536);
+        if (len != 0)
+            memcpy(seen + nseen, p, len);
+        nseen += len;
+        wsg_buf_consume(&l.s2c, len);
+        assert_int_equal(wsg_tls_handshake(l.srv), WSG_AGAIN);
+    }
+    assert_non_null(memmem(seen, nseen, der, derlen));
+    free(seen);
+    link_close(&l);
+    wsg_tls_acme_stats(st, &served, &unknown);
+    assert_int_equal(served, 1);
+    assert_int_equal(unknown, 0);
+
+    /* acme-tls/1 for a name without a challenge: the handshake fails */
+    link_open(&l, st, "acme.test", ANY_VERSION, NULL);
+    int s = WSG_AGAIN;
+    for (int i = 0; i < 20 && s == WSG_AGAIN; i++) {
+        (void)mbedtls_ssl_handshake(&l.cli);
+        s = wsg_tls_handshake(l.srv);
+    }
+    assert_int_equal(s, WSG_ERR);
+    assert_false(wsg_tls_is_acme(l.srv));
+    link_close(&l);
+    wsg_tls_acme_stats(st, &served, &unknown);
+    assert_int_equal(unknown, 1);
+
+    /* a client offering http/1.1 as well gets http/1.1 and the configured certificate, while a
+     * challenge is held for its name */
+    gen_challenge("a.test", 1, 1, 32, pem, sizeof(pem), NULL, NULL);
+    assert_int_equal(wsg_tls_acme_put(st, "a.test", pem, strlen(pem), err), 0);
+    static const char *both[] = {"acme-tls/1", "http/1.1", NULL};
+    cli_alpn_list = both;
+    link_open(&l, st, "a.test", ANY_VERSION, NULL);
+    assert_int_equal(link_handshake(&l), WSG_OK);
+    assert_string_equal(mbedtls_ssl_get_alpn_protocol(&l.cli), "http/1.1");
+    assert_false(wsg_tls_is_acme(l.srv));
+    assert_peer_is(&l, a_crt);
+    link_close(&l);
+    cli_alpn_list = cli_alpn;
+    int listed = 0;
+    wsg_tls_acme_list(st, count_name, &listed);
+    assert_int_equal(listed, 1);
+
+    /* at most WSG_TLS_ACME_MAX names */
+    for (int i = 0; i < WSG_TLS_ACME_MAX - 1; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "n%d.test", i);
+        gen_challenge(name, 1, 1, 32, pem, sizeof(pem), NULL, NULL);
+        assert_int_equal(wsg_tls_acme_put(st, name, pem, strlen(pem), err), 0);
+    }
+    gen_challenge("full.test", 1, 1, 32, pem, sizeof(pem), NULL, NULL);
+    assert_int_equal(wsg_tls_acme_put(st, "full.test", pem, strlen(pem), err), -2);
+    assert_int_equal(wsg_tls_acme_count(st), WSG_TLS_ACME_MAX);
+    wsg_tls_store_free(st); /* frees the held challenges (ASan: no leak) */
+}
+
+static int reset_alpn(void **state)
+{
+    (void)state;
+    cli_alpn_list = cli_alpn; /* also when test_acme_challenges failed half-way */
+    return 0;
+}
+
 static void test_rng(void **state)
 {
     (void)state;
@@ -1297,6 +1486,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tls13_data),
+        cmocka_unit_test_teardown(test_acme_challenges, reset_alpn),
         cmocka_unit_test(test_small_buffers),
         cmocka_unit_test(test_tls12_suite),
         cmocka_unit_test(test_sni),

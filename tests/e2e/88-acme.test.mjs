@@ -117,9 +117,10 @@ before(async () => {
       ocspResponderURL: '', externalAccountBindingRequired: false, domainBlocklist: ['blocked.acme.test'],
     },
   }));
-  // no random validation sleeps; one good nonce in ten refused (the client must retry badNonce)
+  // no random validation sleeps; one good nonce in ten refused (the client must retry badNonce);
+  // no reuse of valid authorizations, so every order below answers the challenge it names
   pebble = spawnChild('pebble', ['-config', f('pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`],
-    { env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '10' } });
+    { env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '10', PEBBLE_AUTHZREUSE: '0' } });
   await waitFor(() => tcpAccepts(apiPort), 10000, `pebble:\n${pebble.log()}`);
   directory = `https://127.0.0.1:${apiPort}/dir`;
   onCleanup(() => new Promise((res) => passThrough.close(res)));
@@ -194,6 +195,8 @@ test('HTTP-01 through listen_http: issued and served', T, async () => {
   const r = await acme(['--challenge', 'http-01', '--renew-days', '0']);
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /account: .* \(existing\)/);
+  assert.match(r.out, /challenge: http-01 chat\.acme\.test pushed to the gateway/);
+  assert.match(r.out, /challenge: http-01 www\.acme\.test pushed to the gateway/);
   assert.match(r.out, /rotated: sha256 /);
   const fp = fpOf(f('site.crt'));
   assert.notEqual(fp, old);

@@ -156,6 +156,11 @@ static const struct setting settings[] = {
     {"rate_bytes_burst", T_BYTERATE, 0, G, "0", POL(conn_bytes.burst), NULL,
      "bytes a connection may send at once (0 = max(rate, 1)); a bigger message waits for a full "
      "bucket, then goes"},
+    {"rate_inflate_bytes", T_BYTERATE, 0, G, "0", POL(conn_inflate.rate), NULL,
+     "bytes per second one connection's compressed messages may inflate to (client -> upstream, "
+     "permessage-deflate; counted as wsgate inflates them; over it rate_action applies; 0 = off)"},
+    {"rate_inflate_bytes_burst", T_BYTERATE, 0, G, "0", POL(conn_inflate.burst), NULL,
+     "inflated bytes a connection may send at once above rate_inflate_bytes (0 = max(rate, 1))"},
     {"ip_rate_messages", T_RATE, 0, 1e6, "0", POL(ip_msgs.rate), NULL,
      "messages per second one client IP may send over all its connections (0 = off)"},
     {"ip_rate_messages_burst", T_RATE, 0, 1e9, "0", POL(ip_msgs.burst), NULL,

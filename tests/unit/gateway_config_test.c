@@ -804,6 +804,8 @@ static void test_help_and_markdown(void **state)
                                   "rate_messages_burst",
                                   "rate_bytes",
                                   "rate_bytes_burst",
+                                  "rate_inflate_bytes",
+                                  "rate_inflate_bytes_burst",
                                   "ip_rate_messages",
                                   "ip_rate_messages_burst",
                                   "ip_rate_bytes",
@@ -913,6 +915,10 @@ static void test_policy_settings(void **state)
     assert_true(p->conn_bytes.rate == 65536);
     assert_string_equal(set(c, "rate_bytes_burst", "1m"), "");
     assert_true(p->conn_bytes.burst == 1048576);
+    assert_true(p->conn_inflate.rate == 0 && p->conn_inflate.burst == 0); /* off by default */
+    assert_string_equal(set(c, "rate_inflate_bytes", "10m"), "");
+    assert_string_equal(set(c, "rate_inflate_bytes_burst", "64m"), "");
+    assert_true(p->conn_inflate.rate == 10485760 && p->conn_inflate.burst == 67108864);
     assert_string_equal(set(c, "ip_rate_messages", "100"), "");
     assert_string_equal(set(c, "ip_rate_messages_burst", "0.5"), "");
     assert_true(p->ip_msgs.rate == 100 && p->ip_msgs.burst == 0.5);
@@ -985,6 +991,12 @@ static void test_policy_errors(void **state)
                         "wsgate.conf:12: rate_bytes: \"64kb\" is not a size (e.g. 64k, 1m)");
     assert_string_equal(set(c, "ip_rate_bytes", "2g"),
                         "wsgate.conf:12: ip_rate_bytes: 2g is above the maximum 1g");
+    assert_string_equal(set(c, "rate_inflate_bytes", "1mb"),
+                        "wsgate.conf:12: rate_inflate_bytes: \"1mb\" is not a size (e.g. 64k, 1m)");
+    assert_string_equal(set(c, "rate_inflate_bytes", "-1m"),
+                        "wsgate.conf:12: rate_inflate_bytes: \"-1m\" is not a size (e.g. 64k, 1m)");
+    assert_string_equal(set(c, "rate_inflate_bytes_burst", "2g"),
+                        "wsgate.conf:12: rate_inflate_bytes_burst: 2g is above the maximum 1g");
     assert_string_equal(set(c, "rate_action", "drop"),
                         "wsgate.conf:12: rate_action: \"drop\" is not one of: throttle close");
     assert_string_equal(set(c, "ip_limit_status", "403"),

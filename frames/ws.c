@@ -672,7 +672,9 @@ static int inflate_check(struct wsg_ws_relay *r, const uint8_t *q, size_t n, int
                 r->st.bombs++;
                 return fail(r, 1009, "inflate ratio of the message above deflate_max_ratio");
             }
-            if (text && got > 0 && (r->utf8 = wsg_utf8_step(r->utf8, z_out, got)) == WSG_UTF8_REJECT)
+            /* the one-pass transform with no keys only checks: 16 bytes at a time where it can */
+            if (text && got > 0 &&
+                (r->utf8 = wsg_ws_payload_pass(z_out, got, 0, NULL, NULL, 1, r->utf8)) == WSG_UTF8_REJECT)
                 return fail(r, 1007, "invalid UTF-8");
             if (zr == Z_STREAM_END) {
                 /* a final block (RFC 7692 §7.2.3: allowed): the stream is over, so the next

@@ -44,6 +44,10 @@ struct wsg_ws_deflate {
  * @return its length, 0 when there is none (or it does not fit cap).
  */
 size_t wsg_ws_deflate_offer(const char *in, size_t len, char *out, size_t cap, struct wsg_ws_deflate *offer);
+/* Writes d as one normalised permessage-deflate element ("permessage-deflate; server_no_context_takeover;
+ * client_no_context_takeover; server_max_window_bits=N; client_max_window_bits[=N]", the parameters
+ * d has), NUL terminated. @return its length, 0 when it does not fit cap. */
+size_t wsg_ws_deflate_format(const struct wsg_ws_deflate *d, char *out, size_t cap);
 /**
  * Checks the upstream's Sec-WebSocket-Extensions answer against the offer that was forwarded:
  * exactly one permessage-deflate element, known parameters with valid values, none repeated,

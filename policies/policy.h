@@ -57,7 +57,10 @@ struct wsg_policy {
     uint32_t health_rise, health_fall;
     /* permessage-deflate (RFC 7692): 1 = negotiated end to end and inspected, 0 = offers stripped */
     unsigned deflate;
-    uint32_t deflate_max_ratio;   /* inflated / compressed bytes of a message past 64 KiB (0 = none) */
+    uint32_t deflate_max_ratio; /* inflated / compressed bytes of a message past 64 KiB (0 = none) */
+    /* 1: clients are told to reset their compressor after each message (client_no_context_takeover
+     * added to the offer to the upstream and, when its answer lacks it, to the client's answer) */
+    unsigned deflate_client_no_context;
     struct wsg_rate conn_inflate; /* client -> upstream bytes inflated per second, per connection */
     /* liveness */
     double ping_interval;         /* gateway pings an idle client after this (0 = off) */

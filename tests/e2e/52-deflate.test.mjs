@@ -294,3 +294,49 @@ test('a 48 MiB message inflated in 1 MiB turns (the per-turn bound) arrives inta
   bws.close();
   ws.close();
 });
+
+test('deflate_client_no_context_takeover on: the client is told to reset its compressor, offered upstream and required in its answer; the client -> upstream inflater is freed between messages', T, async (t) => {
+  // an upstream that answers plain "permessage-deflate": wsgate adds the parameter to the client's answer
+  const g0 = await startGateway(['--upstream', await badUpstream('permessage-deflate'), '--deflate_client_no_context_takeover', 'on']);
+  const u = await wsUpgrade(g0.port, { path: '/nct', headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' } });
+  assert.equal(u.res.status, 101);
+  assert.equal(u.res.headers['sec-websocket-extensions'], 'permessage-deflate; client_no_context_takeover', u.res.rawHead);
+  assert.equal((u.res.rawHead.match(/sec-websocket-extensions/gi) || []).length, 1, u.res.rawHead);
+  u.sock.destroy();
+  // real peers: ws both sides, each with its default context takeover; the client obeys the answer
+  const gauge = async (port) => Number(/^wsgate_deflate_inflate_bytes (\d+)/m.exec((await adminRequest(port, '/metrics')).body)[1]);
+  const held = {};
+  for (const mode of ['off', 'on']) {
+    const up = await startWsEcho({ perMessageDeflate: { threshold: 0 } });
+    const adm = await freePort();
+    const g = await startGateway(['--upstream', up.addr, '--admin', `127.0.0.1:${adm}`, '--deflate_client_no_context_takeover', mode]);
+    const ws = new WebSocket(`wss://localhost:${g.port}/z`, { rejectUnauthorized: false, perMessageDeflate: { threshold: 0 } });
+    ws.got = [];
+    ws.on('message', (d) => ws.got.push({ data: Buffer.from(d) }));
+    const answer = new Promise((res) => ws.once('upgrade', (r) => res(r.headers['sec-websocket-extensions'])));
+    await withTimeout(once(ws, 'open'), 5000, 'open');
+    const ext = await answer;
+    const conn = await up.waitConn(1);
+    assert.match(ext, /^permessage-deflate/);
+    if (mode === 'on') {
+      assert.match(conn.headers['sec-websocket-extensions'], /client_no_context_takeover/, 'offered to the upstream');
+      assert.match(ext, /client_no_context_takeover/, `the client's answer: ${ext}`);
+    } else {
+      assert.doesNotMatch(ext, /client_no_context_takeover/);
+    }
+    const sent = [];
+    for (let i = 0; i < 100; i++) {
+      const m = JSON.stringify({ seq: i, user: `user${i % 7}`, text: randomText(200 + (i * 53) % 3000) });
+      sent.push(m);
+      ws.send(m);
+    }
+    await waitFor(() => ws.got.length === 100, 10000, `100 echoes (have ${ws.got.length})`);
+    ws.got.forEach((e, i) => assert.equal(e.data.toString(), sent[i], `message ${i}`));
+    held[mode] = await gauge(adm);
+    ws.close();
+  }
+  // off: both directions keep a context (zlib state and 32 KiB window each); on: only upstream -> client
+  t.diagnostic(`inflate memory held by one idle connection: ${held.off} B with context takeover, ${held.on} B with deflate_client_no_context_takeover on`);
+  assert.ok(held.off > 60000, `inflate memory held with context takeover: ${held.off}`);
+  assert.ok(held.on > 20000 && held.on < held.off * 0.6, `held: on ${held.on}, off ${held.off}`);
+});

@@ -58,6 +58,32 @@ static void test_offer(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (offer(bad[i], out, &d) != 0)
             fail_msg("accepted: %s -> %s", bad[i], out);
+    /* the formatter alone (the answer wsgate writes when it requires client_no_context_takeover) */
+    struct wsg_ws_deflate all = {.server_no_context = 1,
+                                 .client_no_context = 1,
+                                 .client_bits_param = 1,
+                                 .server_bits = 9,
+                                 .client_bits = 15};
+    size_t alen = wsg_ws_deflate_format(&all, out, sizeof(out));
+    assert_int_equal(alen, 127);
+    assert_int_equal(alen, strlen(out));
+    assert_string_equal(out, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                             "server_max_window_bits=9; client_max_window_bits=15");
+    struct wsg_ws_deflate none = {0};
+    assert_int_equal(wsg_ws_deflate_format(&none, out, sizeof(out)), 18);
+    assert_string_equal(out, "permessage-deflate");
+    /* too small a buffer: 0, never a cut parameter */
+    for (size_t cap = 0; cap < 128; cap++)
+        assert_int_equal(wsg_ws_deflate_format(&all, out, cap), 0);
+    assert_int_equal(wsg_ws_deflate_format(&all, out, 128), 127);
+    /* what it writes is an offer that reads back the same */
+    struct wsg_ws_deflate back;
+    char again[160];
+    assert_int_not_equal(offer("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                               "server_max_window_bits=9; client_max_window_bits=15",
+                               again, &back),
+                         0);
+    assert_memory_equal(&back, &all, sizeof(all));
 }
 
 static int answer(const char *offer_s, const char *ans, struct wsg_ws_deflate *neg, const char **why)

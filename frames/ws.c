@@ -742,7 +742,7 @@ static int ready_compressed(struct wsg_ws_relay *r, uint8_t *q, size_t n, uint64
     size_t done = 0;
     do {
         size_t k = n - done < WSG_WS_INFLATE_SLICE ? n - done : WSG_WS_INFLATE_SLICE;
-        uint8_t *s = q + done;
+        uint8_t *s = q != NULL ? q + done : NULL; /* an empty frame with src empty: q is NULL */
         uint64_t plain0 = r->msg_plain;
         if (c2u)
             wsg_ws_payload_pass(s, k, off + done, r->in_key, NULL, 0, 0);

@@ -237,6 +237,9 @@ void wsg_conn_ws_on_timer(EV_P_ ev_timer *t, int revents)
 {
     WSG_UNUSED(revents);
     struct wsg_conn *c = container_of(t, struct wsg_conn, ws_timer);
+    /* a new turn: the relays inflate again (they ask their hook first, which may stop them and
+     * arm this timer again), whatever the state, a frame may still be streaming while closing */
+    c->z_yield = 0;
     if (c->st != WSG_ST_WS || (c->flags & (WSG_CF_CLOSE_CLI | WSG_CF_CLOSE_UP))) {
         wsg_conn_proceed(c);
         return;
@@ -252,7 +255,6 @@ void wsg_conn_ws_on_timer(EV_P_ ev_timer *t, int revents)
         c->pongs_seen = st->gateway_pongs;
         c->pong_due = 0;
     }
-    c->z_yield = 0; /* a new turn: the relays inflate again (they ask their hook first) */
     if (c->throttle_until && now >= c->throttle_until) {
         c->throttle_until = 0;                          /* the pump below asks admit again */
         c->deadline = now + cfg_of(c)->ws_idle_timeout; /* being held is not being idle */

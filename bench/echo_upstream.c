@@ -10,6 +10,12 @@
  * parsed in place; only an incomplete frame is copied into the connection. Nothing is allocated per
  * message. Prints "echo_upstream listening on ADDR:PORT" to stdout once ready.
  *
+ * permessage-deflate (RFC 7692): when the upgrade offers it, the 101 accepts it (no parameters: both
+ * sides keep their context and use 15-bit windows) and compressed frames are echoed as they came,
+ * RSV1 included, without inflating them. That is a valid answer: the client's inflater then reads
+ * exactly the stream its own compressor wrote, so the contexts stay in step. The proxy in front
+ * sees compressed frames both ways, as with a server that compresses its own messages.
+ *
  * Build: gcc -O2 -o echo_upstream echo_upstream.c -lcrypto -lpthread
  */
 #define _GNU_SOURCE
@@ -191,11 +197,14 @@ static size_t do_handshake(struct conn *c, unsigned char *data, size_t len)
     SHA1((unsigned char *)buf, klen + 36, md);
     unsigned char acc[64];
     EVP_EncodeBlock(acc, md, SHA_DIGEST_LENGTH);
-    char resp[256];
+    size_t elen;
+    const char *ext = find_header((const char *)data, hl, "Sec-WebSocket-Extensions", &elen);
+    int deflate = ext != NULL && memmem(ext, elen, "permessage-deflate", 18) != NULL;
+    char resp[320];
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n\r\n",
-                     acc);
+                     "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+                     acc, deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
     memcpy(out_reserve(c, (size_t)n), resp, (size_t)n);
     c->out_len += (size_t)n;
     c->ws = 1;

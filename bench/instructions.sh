@@ -18,6 +18,10 @@
 # gateway, the relay), "relay" what frames/ws.c's entry points cost with everything they call
 # (the sinks' copies included), and "wslay" the self cost of wslay's own functions.
 # The callgrind files stay in build/bench/instructions/ (callgrind_annotate FILE shows where).
+# A size written zN (e.g. z1024, `make bench-instructions BENCH_SIZES="1024 z1024"`) is the
+# compressed echo of bench/run.sh's deflate row: loadgen --deflate-level BENCH_DEFLATE_LEVEL (1)
+# sends N-byte JSON-like texts compressed with permessage-deflate, which wsgate inflates both
+# ways to check; the second line then also gives zlib's own (self) instructions.
 # BENCH_CIPHER: the TLS 1.3 suite loadgen offers (default TLS_AES_128_GCM_SHA256, what wsgate picks).
 # BENCH_INSTR_CONNS: connections (default 64). Messages still in flight when a run stops cost
 # instructions but are not counted: at 256 KiB, where a 9 s callgrind run echoes a few hundred
@@ -37,7 +41,7 @@ mkdir -p "$DIR"
 command -v valgrind >/dev/null || { echo "instructions: valgrind is missing (apt-get install valgrind)"; exit 1; }
 CFLAGS_B="-O2 -g -Wall -Wextra -D_GNU_SOURCE"
 [ -x "$OUT/loadgen" ] && [ ! bench/loadgen.c -nt "$OUT/loadgen" ] ||
-    gcc $CFLAGS_B -o "$OUT/loadgen" bench/loadgen.c -lssl -lcrypto -lm || exit 1
+    gcc $CFLAGS_B -o "$OUT/loadgen" bench/loadgen.c -lssl -lcrypto -lm -lz || exit 1
 [ -x "$OUT/echo_upstream" ] && [ ! bench/echo_upstream.c -nt "$OUT/echo_upstream" ] ||
     gcc $CFLAGS_B -o "$OUT/echo_upstream" bench/echo_upstream.c -lcrypto -lpthread || exit 1
 if [ ! -s "$DIR/key.pem" ]; then
@@ -55,7 +59,11 @@ port_up() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null 
 
 # one SIZE SECONDS -> "messages Ir"
 one() {
-    local size=$1 secs=$2 f="$DIR/callgrind.$1.$2"
+    local size=$1 secs=$2 f="$DIR/callgrind.$1.$2" z=()
+    if [ "${size#z}" != "$size" ]; then
+        size=${size#z}
+        z=(--deflate-level "${BENCH_DEFLATE_LEVEL:-1}")
+    fi
     "${PIN0[@]}" valgrind --tool=callgrind --callgrind-out-file="$f" "$W" --listen "127.0.0.1:$GW" \
         --upstream "127.0.0.1:$UP" --workers 1 --access_log off --cert "$DIR/cert.pem" --key "$DIR/key.pem" \
         >"$DIR/wsgate.log" 2>&1 &
@@ -63,7 +71,7 @@ one() {
     port_up "$GW" || { echo "instructions: wsgate did not start ($(tail -2 "$DIR/wsgate.log"))" >&2; return 1; }
     local out
     out=$("${PIN1[@]}" timeout 300 "$OUT/loadgen" -u "127.0.0.1:$GW" -c "$CONNS" -s "$size" -d "$secs" --warmup 0 \
-        --cipher "$CIPHER" 2>/dev/null)
+        --cipher "$CIPHER" "${z[@]}" 2>/dev/null)
     kill -TERM "$wp"
     wait "$wp"
     local msgs ir
@@ -84,7 +92,8 @@ split() {
     callgrind_annotate "$1" 2>/dev/null | awk '
         function n(s) { gsub(",", "", s); return s + 0 }
         /libwslay\.so/ && /^ *[0-9,]+ / { w += n($1) }
-        END { printf " %.0f", w }'
+        /libz\.so/ && /^ *[0-9,]+ / { z += n($1) }
+        END { printf " %.0f %.0f", w, z }'
 }
 
 "${PIN1[@]}" "$OUT/echo_upstream" -p "$UP" >"$DIR/echo_upstream.log" 2>&1 &
@@ -94,14 +103,14 @@ echo "wsgate $W (sha256 $(sha256sum "$W" | cut -c1-12), built $(date -u -r "$W" 
 rc=0
 for size in "${SIZES[@]}"; do
     a=$(one "$size" 1) && b=$(one "$size" 9) || { rc=1; continue; }
-    read -r m1 i1 t1 r1 w1 <<<"$a"
-    read -r m9 i9 t9 r9 w9 <<<"$b"
+    read -r m1 i1 t1 r1 w1 z1 <<<"$a"
+    read -r m9 i9 t9 r9 w9 z9 <<<"$b"
     if [ $((m9 - m1)) -le 0 ]; then echo "$size B: too few messages ($m1, $m9)"; rc=1; continue; fi
     m=$((m9 - m1))
     printf '%8s B: %9d instructions per echoed message  (%d - %d messages, %d - %d Ir)\n' "$size" \
         $(((i9 - i1) / m)) "$m9" "$m1" "$i9" "$i1"
-    printf '%8s    %9d tls, %d outside tls (%.1f%%), of which relay %d (%.1f%%), wslay %d\n' "" \
+    printf '%8s    %9d tls, %d outside tls (%.1f%%), of which relay %d (%.1f%%), wslay %d, zlib %d\n' "" \
         $(((t9 - t1) / m)) $(((i9 - i1 - t9 + t1) / m)) "$(awk "BEGIN { print 100 * ($i9 - $i1 - $t9 + $t1) / ($i9 - $i1) }")" \
-        $(((r9 - r1) / m)) "$(awk "BEGIN { print 100 * ($r9 - $r1) / ($i9 - $i1) }")" $(((w9 - w1) / m))
+        $(((r9 - r1) / m)) "$(awk "BEGIN { print 100 * ($r9 - $r1) / ($i9 - $i1) }")" $(((w9 - w1) / m)) $(((z9 - z1) / m))
 done
 exit $rc

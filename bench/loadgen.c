@@ -3,7 +3,7 @@
  *   loadgen -u HOST:PORT[/PATH] [-c CONNS] [-s MSGSIZE] [-d SECONDS] [--tls|--plain]
  *           [--warmup SECONDS] [--rate MSGS_PER_S] [--cipher TLS13_SUITE] [--idle N]
  *           [--concurrency N] [--sni NAME] [--label TEXT] [--origin URL|none] [--subprotocol NAME]
- *           [--tls12]
+ *           [--tls12] [--deflate]
  *   loadgen -u HOST:PORT --handshakes N [--resume] [--tls12] [--concurrency C] [-d S] [--warmup S]
  *
  * Echo mode (default): opens CONNS connections (TLS 1.3 by default, ALPN http/1.1, SNI "localhost",
@@ -14,6 +14,15 @@
  * stalled server is not hidden by the generator waiting for it). After --warmup seconds (default 1)
  * it counts for -d seconds (default 5): messages/s, payload bytes/s, latency histogram (1% buckets)
  * with p50/p99/p99.9/max. Output: one JSON line on stdout, one human line on stderr.
+ *
+ * --deflate (echo mode): offers permessage-deflate (RFC 7692) as Chromium does ("permessage-deflate;
+ * client_max_window_bits") and requires it in the 101. Each message is then a JSON-like text of
+ * MSGSIZE bytes (a chat line: seq, user, room, timestamp and words drawn per message), different
+ * every time, compressed by the connection's own deflate stream with context takeover (zlib's
+ * default level as browsers use, or --deflate-level 0-9; raw, sync flush, the 00 00 ff ff tail removed) and
+ * sent as one masked text frame with RSV1; its echo must come back compressed (RSV1) and inflate, through the
+ * connection's own inflate stream, to exactly the text sent. The JSON line adds the compressed bytes per
+ * message.
  *
  * Idle mode (--idle N): opens N connections, completes TLS and the upgrade, sends nothing more,
  * prints "idle K ready" (K = connections up) on stdout, then holds them until SIGTERM, SIGINT or EOF
@@ -46,6 +55,7 @@
 #include <poll.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <zlib.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -87,6 +97,15 @@ struct conn {
     uint64_t rx_left;
     uint64_t rx_msg_off;
     unsigned rx_b0;
+    /* the frame in flight: g_frame, or with --deflate this connection's own */
+    unsigned char *frame;
+    size_t frame_len;
+    /* --deflate: the connection's compressor and decompressor (context takeover both ways), the
+     * text in flight, the compressed echo gathered so far */
+    z_stream *zd, *zi;
+    unsigned char *plain, *zrx;
+    size_t zrx_len;
+    uint64_t seq;
 };
 
 /* ---------------------------------------------------------------- options and globals */
@@ -96,7 +115,7 @@ static double o_dur = 5, o_warmup = 1, o_rate = 0;
 static const char *o_cipher, *o_sni = "localhost", *o_label = "";
 static const char *o_origin;      /* NULL: "https://<sni>"; "" (--origin none): no Origin header */
 static const char *o_subprotocol; /* Sec-WebSocket-Protocol offered, or none */
-static int o_handshakes, o_resume, o_tls12;
+static int o_handshakes, o_resume, o_tls12, o_deflate, o_zlevel = Z_DEFAULT_COMPRESSION;
 static char g_host[256] = "127.0.0.1", g_path[512] = "/";
 static int g_port;
 static struct sockaddr_in g_dst;
@@ -112,7 +131,7 @@ static unsigned char g_rbuf[256 * 1024];
 
 /* counters */
 static int n_started, n_setup_inflight, n_ready, n_failed, n_closed_open;
-static uint64_t n_msgs, n_bytes, n_msgs_total, n_verify_err, n_ctrl_in;
+static uint64_t n_msgs, n_bytes, n_msgs_total, n_verify_err, n_ctrl_in, n_wire;
 static int measuring, stopping;
 static char g_proto[32] = "", g_cipher_name[64] = "", g_first_err[256] = "";
 static uint64_t g_t_measure0;
@@ -358,16 +377,123 @@ static void build_upgrade(struct conn *c)
         snprintf(origin, sizeof(origin), "Origin: %s\r\n", o_origin);
     if (o_subprotocol)
         snprintf(proto, sizeof(proto), "Sec-WebSocket-Protocol: %s\r\n", o_subprotocol);
+    const char *ext =
+        o_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "";
     c->hs_len = snprintf(c->hs, sizeof(c->hs),
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                         "%s%sUser-Agent: wsgate-bench-loadgen\r\n\r\n",
-                         g_path, o_sni, key, origin, proto);
+                         "%s%s%sUser-Agent: wsgate-bench-loadgen\r\n\r\n",
+                         g_path, o_sni, key, origin, proto, ext);
     c->out_off = 0;
 }
 
 static void send_message(struct conn *c, uint64_t t);
 static void drive(struct conn *c);
+
+/* ---------------------------------------------------------------- --deflate */
+static unsigned char *g_zbuf; /* compressed message, before framing; inflated echo */
+static size_t g_zcap;
+
+/* A JSON-like chat line of exactly n bytes (n >= 128), different for every (connection, seq). */
+static void make_text(struct conn *c, unsigned char *out, size_t n)
+{
+    static const char *const words[32] = {"hello", "world", "the",   "meeting", "is",     "at",     "noon",
+                                          "see",   "you",   "there", "ok",      "thanks", "deploy", "done",
+                                          "build", "green", "lunch", "?",       "coffee", "later",  "sure",
+                                          "ship",  "it",    "now",   "review",  "please", "merged", "tests",
+                                          "pass",  "again", "why",   "no"};
+    uint64_t x = (c->seq + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)(c->idx + 1) * 0xbf58476d1ce4e5b9ull;
+    char *o = (char *)out;
+    size_t k = (size_t)snprintf(o, n,
+                                "{\"seq\":%llu,\"conn\":%d,\"user\":\"user%llu\",\"room\":\"lobby\","
+                                "\"ts\":%llu,\"text\":\"",
+                                (unsigned long long)c->seq, c->idx, (unsigned long long)(x % 97),
+                                (unsigned long long)(1700000000000ull + c->seq * 37));
+    while (k + 2 < n) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const char *w = words[x & 31];
+        size_t wl = strlen(w);
+        for (size_t i = 0; i <= wl && k + 2 < n; i++)
+            o[k++] = i < wl ? w[i] : ' ';
+    }
+    o[n - 2] = '"';
+    o[n - 1] = '}';
+}
+
+static int deflate_setup(struct conn *c)
+{
+    c->zd = calloc(1, sizeof(z_stream));
+    c->zi = calloc(1, sizeof(z_stream));
+    c->plain = malloc((size_t)o_size);
+    c->zrx = malloc(g_zcap);
+    c->frame = malloc(g_zcap + 14);
+    if (!c->zd || !c->zi || !c->plain || !c->zrx || !c->frame)
+        return -1;
+    if (deflateInit2(c->zd, o_zlevel, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK ||
+        inflateInit2(c->zi, -15) != Z_OK)
+        return -1;
+    return 0;
+}
+
+/* The next message of c: a new text, compressed, framed (text, RSV1, masked) into c->frame. */
+static int deflate_next(struct conn *c)
+{
+    c->seq++;
+    make_text(c, c->plain, (size_t)o_size);
+    c->zd->next_in = c->plain;
+    c->zd->avail_in = (uInt)o_size;
+    c->zd->next_out = g_zbuf;
+    c->zd->avail_out = (uInt)g_zcap;
+    if (deflate(c->zd, Z_SYNC_FLUSH) != Z_OK || c->zd->avail_in != 0 || c->zd->avail_out == 0)
+        return -1;
+    size_t zn = g_zcap - c->zd->avail_out;
+    if (zn < 4 || memcmp(g_zbuf + zn - 4, "\0\0\xff\xff", 4) != 0)
+        return -1;
+    zn -= 4; /* RFC 7692 §7.2.1 */
+    size_t h = 0;
+    c->frame[h++] = 0xc1; /* FIN, RSV1, text */
+    if (zn < 126) {
+        c->frame[h++] = (unsigned char)(0x80 | zn);
+    } else {
+        c->frame[h++] = 0x80 | 126; /* g_zcap < 65536 */
+        c->frame[h++] = (unsigned char)(zn >> 8);
+        c->frame[h++] = (unsigned char)zn;
+    }
+    unsigned char mask[4];
+    for (int i = 0; i < 4; i++)
+        mask[i] = (unsigned char)(rand() & 0xff);
+    memcpy(c->frame + h, mask, 4);
+    h += 4;
+    for (size_t i = 0; i < zn; i++)
+        c->frame[h + i] = g_zbuf[i] ^ mask[i & 3];
+    c->frame_len = h + zn;
+    if (measuring)
+        n_wire += zn;
+    return 0;
+}
+
+/* The whole compressed echo is in c->zrx: inflate it and compare with the text sent. */
+static int deflate_check(struct conn *c)
+{
+    memcpy(c->zrx + c->zrx_len, "\0\0\xff\xff", 4);
+    c->zi->next_in = c->zrx;
+    c->zi->avail_in = (uInt)(c->zrx_len + 4);
+    c->zi->next_out = g_zbuf;
+    c->zi->avail_out = (uInt)g_zcap;
+    int r = inflate(c->zi, Z_SYNC_FLUSH);
+    size_t got = g_zcap - c->zi->avail_out;
+    c->zrx_len = 0;
+    if ((r != Z_OK && r != Z_BUF_ERROR) || c->zi->avail_in != 0 || got != (size_t)o_size ||
+        memcmp(g_zbuf, c->plain, got) != 0) {
+        n_verify_err++;
+        note_err("conn %d: the compressed echo inflates to %zu bytes (zlib %d), not the %d sent", c->idx, got,
+                 r, o_size);
+        return -1;
+    }
+    return 0;
+}
 
 static void became_open(struct conn *c)
 {
@@ -381,13 +507,24 @@ static void became_open(struct conn *c)
     c->hdr_len = 0;
     c->hdr_need = 2;
     c->in_payload = 0;
-    c->out_off = g_frame_len;
+    if (!o_deflate) {
+        c->frame = g_frame;
+        c->frame_len = g_frame_len;
+    } else if (!c->zd && deflate_setup(c) < 0) {
+        fprintf(stderr, "loadgen: out of memory for deflate\n");
+        exit(2);
+    }
+    c->out_off = c->frame_len;
     start_next_connections();
 }
 
 /* ---------------------------------------------------------------- message loop */
 static void send_message(struct conn *c, uint64_t t)
 {
+    if (o_deflate && deflate_next(c) < 0) {
+        fprintf(stderr, "loadgen: deflate failed\n");
+        exit(2);
+    }
     c->inflight = 1;
     c->out_off = 0;
     c->t_send = t;
@@ -462,12 +599,26 @@ static int on_bytes(struct conn *c, const unsigned char *d, size_t n)
             }
             if (op == 1 || op == 2)
                 c->rx_msg_off = 0;
+            if (o_deflate && (op == 1 || op == 2) && !(c->rx_b0 & 0x40)) {
+                n_verify_err++;
+                note_err("conn %d: an echo without RSV1 (not compressed)", c->idx);
+                return -1;
+            }
             if (op >= 8)
                 n_ctrl_in++;
         }
         size_t take = n < c->rx_left ? n : (size_t)c->rx_left;
         unsigned op = c->rx_b0 & 15;
-        if (op < 8 && take) {
+        if (op < 8 && take && o_deflate) {
+            if (c->zrx_len + take + 4 > g_zcap) {
+                n_verify_err++;
+                note_err("conn %d: compressed echo longer than %zu bytes", c->idx, g_zcap);
+                return -1;
+            }
+            memcpy(c->zrx + c->zrx_len, d, take);
+            c->zrx_len += take;
+            c->rx_msg_off += take;
+        } else if (op < 8 && take) {
             if (c->rx_msg_off + take > (uint64_t)o_size || memcmp(d, g_expect + c->rx_msg_off, take) != 0) {
                 n_verify_err++;
                 note_err("conn %d: echoed payload differs at offset %llu", c->idx,
@@ -481,7 +632,11 @@ static int on_bytes(struct conn *c, const unsigned char *d, size_t n)
         c->rx_left -= take;
         if (c->rx_left == 0) {
             c->in_payload = 0;
-            if (op < 8 && (c->rx_b0 & 0x80)) {
+            if (op < 8 && (c->rx_b0 & 0x80) && o_deflate) {
+                if (deflate_check(c) < 0)
+                    return -1;
+                message_done(c);
+            } else if (op < 8 && (c->rx_b0 & 0x80)) {
                 if (c->rx_msg_off != (uint64_t)o_size) {
                     n_verify_err++;
                     note_err("conn %d: echo of %llu bytes, sent %d", c->idx,
@@ -586,6 +741,10 @@ static void drive(struct conn *c)
                 conn_kill(c, why);
                 return;
             }
+            if (o_deflate && !strcasestr(c->hs, "\r\nSec-WebSocket-Extensions: permessage-deflate")) {
+                conn_kill(c, "permessage-deflate not negotiated");
+                return;
+            }
             size_t extra = (size_t)(c->hs + c->hs_len - (e + 4));
             unsigned char tmp[2048];
             memcpy(tmp, e + 4, extra);
@@ -602,8 +761,8 @@ static void drive(struct conn *c)
         }
         case S_OPEN: {
             int progressed = 0;
-            if (c->inflight && c->out_off < g_frame_len) {
-                int r = io_write(c, g_frame + c->out_off, (int)(g_frame_len - c->out_off));
+            if (c->inflight && c->out_off < c->frame_len) {
+                int r = io_write(c, c->frame + c->out_off, (int)(c->frame_len - c->out_off));
                 if (r < 0) {
                     conn_kill(c, "write failed");
                     return;
@@ -613,7 +772,7 @@ static void drive(struct conn *c)
             }
             if (c->skip_read) { /* saves one read() that would return EAGAIN per message */
                 c->skip_read = 0;
-                if (!(c->ssl && SSL_has_pending(c->ssl)) && (!c->inflight || c->out_off == g_frame_len))
+                if (!(c->ssl && SSL_has_pending(c->ssl)) && (!c->inflight || c->out_off == c->frame_len))
                     break;
             }
             int r = io_read(c, g_rbuf, (int)sizeof(g_rbuf));
@@ -642,7 +801,7 @@ static void drive(struct conn *c)
     uint32_t ev = 0;
     if (c->state == S_OPEN) {
         ev = EPOLLIN;
-        if ((c->inflight && c->out_off < g_frame_len && !c->want_in) || c->want_out)
+        if ((c->inflight && c->out_off < c->frame_len && !c->want_in) || c->want_out)
             ev |= EPOLLOUT;
     } else {
         ev = (c->want_in ? EPOLLIN : 0) | (c->want_out ? EPOLLOUT : 0);
@@ -928,7 +1087,7 @@ static void usage(void)
             "usage: loadgen -u HOST:PORT[/PATH] [-c CONNS] [-s MSGSIZE] [-d SECONDS] [--tls|--plain]\n"
             "               [--warmup S] [--rate MSGS_PER_S] [--cipher TLS13_SUITE] [--idle N]\n"
             "               [--concurrency N] [--sni NAME] [--label TEXT] [--origin URL|none]\n"
-            "               [--subprotocol NAME] [--tls12]\n"
+            "               [--subprotocol NAME] [--tls12] [--deflate] [--deflate-level 0-9]\n"
             "       loadgen -u HOST:PORT --handshakes N [--resume] [--tls12] [--concurrency C] [-d S] "
             "[--warmup S]\n");
     exit(2);
@@ -994,6 +1153,8 @@ int main(int argc, char **argv)
                                  {"tls12", no_argument, 0, '2'},
                                  {"origin", required_argument, 0, 'O'},
                                  {"subprotocol", required_argument, 0, 'S'},
+                                 {"deflate", no_argument, 0, 'Z'},
+                                 {"deflate-level", required_argument, 0, 'L'},
                                  {0, 0, 0, 0}};
     int opt, tls_flag = -1;
     while ((opt = getopt_long(argc, argv, "c:s:d:u:h", lo, NULL)) != -1) {
@@ -1052,12 +1213,23 @@ int main(int argc, char **argv)
         case 'S':
             o_subprotocol = optarg;
             break;
+        case 'Z':
+            o_deflate = 1;
+            break;
+        case 'L':
+            o_deflate = 1;
+            o_zlevel = atoi(optarg);
+            break;
         default:
             usage();
         }
     }
     if (!o_url || o_conns < 1 || o_size < 0 || o_dur <= 0 || o_concurrency < 1)
         usage();
+    if (o_deflate && (o_size < 128 || o_size > 16384)) {
+        fprintf(stderr, "loadgen: --deflate wants a message size of 128 to 16384 bytes\n");
+        return 2;
+    }
     parse_url(o_url);
     if (tls_flag >= 0)
         o_tls = tls_flag;
@@ -1130,6 +1302,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < o_size; i++)
         g_frame[h + (size_t)i] = g_expect[i] ^ mask[i & 3];
     g_frame_len = h + (size_t)o_size;
+    g_zcap = (size_t)o_size * 2 + 256; /* a sync-flushed deflate of o_size bytes always fits */
+    g_zbuf = malloc(g_zcap);
 
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     sigset_t ss;
@@ -1283,10 +1457,11 @@ int main(int argc, char **argv)
         "{\"mode\":\"echo\",\"label\":\"%s\",\"tls\":%s,\"proto\":\"%s\",\"cipher\":\"%s\",\"conns\":%d,"
         "\"ready\":%d,\"failed\":%d,\"closed_by_peer\":%d,\"size\":%d,\"rate\":%.0f,\"seconds\":%.3f,"
         "\"msgs\":%llu,\"msgs_per_s\":%.1f,\"bytes_per_s\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-        "\"p999_us\":%.1f,\"max_us\":%.1f,\"verify_errors\":%llu,\"stalled\":%d,\"oldest_inflight_ms\":%.1f,"
-        "\"first_error\":\"%s\"}\n",
+        "\"p999_us\":%.1f,\"max_us\":%.1f,\"deflate\":%s,\"wire_bytes_per_msg\":%.1f,\"verify_errors\":%llu,"
+        "\"stalled\":%d,\"oldest_inflight_ms\":%.1f,\"first_error\":\"%s\"}\n",
         o_label, o_tls ? "true" : "false", g_proto, g_cipher_name, o_conns, n_ready, n_failed, n_closed_open,
         o_size, o_rate, secs, (unsigned long long)n_msgs, mps, mps * o_size, p50, p99, p999, mx,
+        o_deflate ? "true" : "false", o_deflate && n_msgs ? (double)n_wire / (double)n_msgs : (double)o_size,
         (unsigned long long)n_verify_err, stalled, (double)oldest / 1e6, g_first_err);
     fflush(stdout);
     fprintf(stderr,

@@ -25,6 +25,11 @@
 #                          HAProxy nbthread nproc), proxies not pinned; BENCH_ALL_SIZES ["64 1024"]
 #   BENCH_REDIS [1]        with BENCH_POLICIES: a third interleaved row, policies on with the per-IP
 #                          rules synced through a redis-server on loopback (issue 14: within 5%)
+#   BENCH_DEFLATE [1]      also a compressed 1 KiB JSON-like echo (loadgen --deflate: permessage-deflate
+#                          with context takeover), every proxy: wsgate inflates both directions to
+#                          check them, nginx and HAProxy pass them blind (issue 13)
+#   BENCH_DEFLATE_LEVEL [1] the generator's zlib level for it (browsers use 6; at 6 the generator's
+#                          compression, not the proxy, limits the rate on 2 CPUs)
 #   BENCH_WSGATE_ARGS []   extra wsgate flags for every wsgate run
 set -uo pipefail
 
@@ -58,6 +63,8 @@ RAW_SECONDS=${BENCH_RAW_SECONDS:-$(q 0.5 3)}
 DO_RATE=${BENCH_RATE:-1}
 RATE_MSGS=${BENCH_RATE_MSGS:-}
 DO_POLICIES=${BENCH_POLICIES:-1}
+DO_DEFLATE=${BENCH_DEFLATE:-1}
+DEFLATE_LEVEL=${BENCH_DEFLATE_LEVEL:-1}
 DO_REDIS=${BENCH_REDIS:-1}
 command -v redis-server >/dev/null || DO_REDIS=0
 ALL_WORKERS=${BENCH_ALL_WORKERS:-0}
@@ -90,6 +97,7 @@ case " ${PROXIES} " in *" haproxy "*)
     [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy) ;;
 esac
 dpkg -s libssl-dev >/dev/null 2>&1 || [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev) # loadgen --deflate
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     [ "$(id -u)" = 0 ] || die "missing ${need[*]}; run as root or install them"
@@ -112,7 +120,7 @@ rm -rf "$RUN"
 mkdir -p "$RUN/nginx-tmp"
 CFLAGS_B="-O2 -g -Wall -Wextra -D_GNU_SOURCE"
 if [ ! -x "$OUT/loadgen" ] || [ bench/loadgen.c -nt "$OUT/loadgen" ]; then
-    gcc $CFLAGS_B -o "$OUT/loadgen" bench/loadgen.c -lssl -lcrypto -lm || die "building loadgen failed"
+    gcc $CFLAGS_B -o "$OUT/loadgen" bench/loadgen.c -lssl -lcrypto -lm -lz || die "building loadgen failed"
 fi
 if [ ! -x "$OUT/echo_upstream" ] || [ bench/echo_upstream.c -nt "$OUT/echo_upstream" ]; then
     gcc $CFLAGS_B -o "$OUT/echo_upstream" bench/echo_upstream.c -lcrypto -lpthread || die "building echo_upstream failed"
@@ -611,6 +619,11 @@ for size in $SIZES; do
         run_echo "direct-$size-$r" "$UPORT" --plain "$size" "$ECHO_PID"
     done
 done
+if [ "$DO_DEFLATE" = 1 ]; then
+    for r in $(seq 1 "$REPS"); do
+        run_echo "direct-z1024-$r" "$UPORT" --plain 1024 "$ECHO_PID" --deflate-level "$DEFLATE_LEVEL"
+    done
+fi
 check_alive() { # check_alive NAME WHAT: restart the proxy if it died
     kill -0 "$PROXY_PID" 2>/dev/null || {
         problem "$1 exited during $2"
@@ -628,6 +641,10 @@ for r in $(seq 1 "$REPS"); do
             run_echo "$px-$size-$r" "$PROXY_PORT" --tls "$size" "$PROXY_PID"
             check_alive "$px" "$px-$size-$r"
         done
+        if [ "$DO_DEFLATE" = 1 ]; then
+            run_echo "$px-z1024-$r" "$PROXY_PORT" --tls 1024 "$PROXY_PID" --deflate-level "$DEFLATE_LEVEL"
+            check_alive "$px" "$px-z1024-$r"
+        fi
         while read -r mode args; do
             # shellcheck disable=SC2086
             run_hs "$px-$mode-$r" "$PROXY_PORT" "$PROXY_PID" $args
@@ -798,6 +815,16 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b
         prow "  generator CPU (CPU $GEN_CPU) %" "$size" gen_cpu_pct "%.0f" "direct: $(cell "$d" "%.0f")"
         percpu "  msgs per proxy CPU-second" "$size" msgs_per_s
     done
+    if [ "$DO_DEFLATE" = 1 ]; then
+        d=$(agg direct-z1024 msgs_per_s)
+        zw=$(med direct-z1024 wire_bytes_per_msg)
+        prow "echo 1 KiB JSON deflate msgs/s" z1024 msgs_per_s "%.0f" "direct plaintext: $(cell "$d" "%.0f"); about ${zw:--} B per message on the wire"
+        d=$(agg direct-z1024 p99_us)
+        prow "echo 1 KiB JSON deflate p99 us" z1024 p99_us "%.0f" "direct: $(cell "$d" "%.0f")"
+        prow "  proxy CPU %" z1024 server_cpu_pct "%.0f" "wsgate inflates both directions to check them; nginx, HAProxy: blind"
+        prow "  generator CPU (CPU $GEN_CPU) %" z1024 gen_cpu_pct "%.0f" "(loadgen compresses, zlib level $DEFLATE_LEVEL, and inflates every message)"
+        percpu "  msgs per proxy CPU-second" z1024 msgs_per_s
+    fi
     # wsgate's bytes/s at 256 KiB against mbedTLS's own record speed for the suite wsgate negotiated
     big=""
     for size in $SIZES; do [ "$size" = 262144 ] && big=262144; done

@@ -143,6 +143,22 @@ bad_value:
     return -1;
 }
 
+size_t wsg_ws_deflate_format(const struct wsg_ws_deflate *d, char *out, size_t cap)
+{
+    int w = snprintf(out, cap, "permessage-deflate%s%s",
+                     d->server_no_context ? "; server_no_context_takeover" : "",
+                     d->client_no_context ? "; client_no_context_takeover" : "");
+    if (w > 0 && (size_t)w < cap && d->server_bits)
+        w += snprintf(out + w, cap - (size_t)w, "; server_max_window_bits=%u", d->server_bits);
+    if (w > 0 && (size_t)w < cap && d->client_bits_param)
+        w += d->client_bits
+                 ? snprintf(out + w, cap - (size_t)w, "; client_max_window_bits=%u", d->client_bits)
+                 : snprintf(out + w, cap - (size_t)w, "; client_max_window_bits");
+    if (w <= 0 || (size_t)w >= cap)
+        return 0;
+    return (size_t)w;
+}
+
 size_t wsg_ws_deflate_offer(const char *in, size_t len, char *out, size_t cap, struct wsg_ws_deflate *offer)
 {
     for (size_t b = 0; b < len;) {
@@ -158,19 +174,10 @@ size_t wsg_ws_deflate_offer(const char *in, size_t len, char *out, size_t cap, s
         const char *why;
         struct wsg_ws_deflate d;
         if (n >= 0 && is_name(&name, "permessage-deflate") && read_params(ps, n, 0, &d, &why) == 0) {
-            int w = snprintf(out, cap, "permessage-deflate%s%s",
-                             d.server_no_context ? "; server_no_context_takeover" : "",
-                             d.client_no_context ? "; client_no_context_takeover" : "");
-            if (w > 0 && (size_t)w < cap && d.server_bits)
-                w += snprintf(out + w, cap - (size_t)w, "; server_max_window_bits=%u", d.server_bits);
-            if (w > 0 && (size_t)w < cap && d.client_bits_param)
-                w += d.client_bits
-                         ? snprintf(out + w, cap - (size_t)w, "; client_max_window_bits=%u", d.client_bits)
-                         : snprintf(out + w, cap - (size_t)w, "; client_max_window_bits");
-            if (w <= 0 || (size_t)w >= cap)
-                return 0;
-            *offer = d;
-            return (size_t)w;
+            size_t w = wsg_ws_deflate_format(&d, out, cap);
+            if (w != 0)
+                *offer = d;
+            return w;
         }
         b = e + 1;
     }

@@ -114,9 +114,13 @@ struct wsg_ws_relay {
     uint8_t ctl_buf[125];
     size_t ctl_len;
 
-    /* Policy: admission hook, the pong token. */
+    /* Policy: admission hook, inflate hook (z_held: it said stop), the pong token. */
     wsg_ws_admit_fn admit;
     void *admit_ctx;
+    wsg_ws_inflate_fn zhook;
+    void *zhook_ctx;
+    int z_held; /* since it said stop: asked again (with 0) before the next slice */
+    int z_stop; /* it said stop during this pump: no more inflating until the next one */
     int pong_set;
     uint8_t pong_tok[125];
     size_t pong_len;
@@ -668,7 +672,9 @@ static int inflate_check(struct wsg_ws_relay *r, const uint8_t *q, size_t n, int
                 r->st.bombs++;
                 return fail(r, 1009, "inflate ratio of the message above deflate_max_ratio");
             }
-            if (text && got > 0 && (r->utf8 = wsg_utf8_step(r->utf8, z_out, got)) == WSG_UTF8_REJECT)
+            /* the one-pass transform with no keys only checks: 16 bytes at a time where it can */
+            if (text && got > 0 &&
+                (r->utf8 = wsg_ws_payload_pass(z_out, got, 0, NULL, NULL, 1, r->utf8)) == WSG_UTF8_REJECT)
                 return fail(r, 1007, "invalid UTF-8");
             if (zr == Z_STREAM_END) {
                 /* a final block (RFC 7692 §7.2.3: allowed): the stream is over, so the next
@@ -695,6 +701,67 @@ static int inflate_check(struct wsg_ws_relay *r, const uint8_t *q, size_t n, int
     return 0;
 }
 
+/* The inflate hook's answer for a slice that inflated to `got` bytes: 0 go on, 1 stop (held),
+ * WSG_ERR failed. */
+static int ask_zhook(struct wsg_ws_relay *r, uint64_t got)
+{
+    if (r->zhook == NULL)
+        return 0;
+    const char *why = NULL;
+    int rc = r->zhook(r->zhook_ctx, got, &why);
+    if (rc == 0) {
+        r->z_held = 0;
+        return 0;
+    }
+    if (rc == WSG_AGAIN) {
+        r->z_held = r->z_stop = 1;
+        return 1;
+    }
+    if (!wsg_ws_close_code_valid(rc))
+        return fail(r, 1011, "invalid inflate hook result");
+    return fail(r, rc, why != NULL ? why : "policy violation");
+}
+
+/*
+ * ready_chunk for a compressed message: slice by slice (WSG_WS_INFLATE_SLICE compressed bytes),
+ * unmask, inflate to check, mask with the gateway's key (forwarded as it came), then ask the
+ * inflate hook. A slice the hook refuses is not readied; after a slice it holds, the rest waits in
+ * src (masked as it came) for a later pump.
+ * @return 0, or WSG_ERR.
+ */
+static int ready_compressed(struct wsg_ws_relay *r, uint8_t *q, size_t n, uint64_t off)
+{
+    int c2u = r->dir == WSG_WS_C2U;
+    if (r->z_held && n > 0) { /* an empty frame inflates only the 4-byte tail: never held */
+        if (r->z_stop)
+            return 0;
+        int rc = ask_zhook(r, 0);
+        if (rc != 0)
+            return rc < 0 ? WSG_ERR : 0;
+    }
+    size_t done = 0;
+    do {
+        size_t k = n - done < WSG_WS_INFLATE_SLICE ? n - done : WSG_WS_INFLATE_SLICE;
+        uint8_t *s = q != NULL ? q + done : NULL; /* an empty frame with src empty: q is NULL */
+        uint64_t plain0 = r->msg_plain;
+        if (c2u)
+            wsg_ws_payload_pass(s, k, off + done, r->in_key, NULL, 0, 0);
+        if (inflate_check(r, s, k, off + done + k == r->in_len && r->in_fin) < 0)
+            return WSG_ERR;
+        int rc = ask_zhook(r, r->msg_plain - plain0);
+        if (rc < 0)
+            return WSG_ERR;
+        if (c2u)
+            wsg_ws_payload_pass(s, k, off + done, NULL, r->out_key, 0, 0);
+        r->in_ready += k;
+        r->st.payload_bytes += k;
+        done += k;
+        if (rc > 0)
+            break;
+    } while (done < n);
+    return 0;
+}
+
 /*
  * Readies the next n payload bytes of the fast-path frame, at q in src: unmasks, checks and
  * re-masks them in one pass. The first call for a frame (n may be 0 for an empty frame) draws the
@@ -713,15 +780,9 @@ static int ready_chunk(struct wsg_ws_relay *r, uint8_t *q, size_t n)
             return fail(r, 1011, "mask generation failed");
         memcpy(r->out_hdr + r->out_hdr_len - 4, r->out_key, 4);
     }
-    if (r->msg_z) {
-        /* compressed: unmask, inflate to check, mask with the gateway's key (forwarded as it came) */
-        if (c2u)
-            wsg_ws_payload_pass(q, n, off, r->in_key, NULL, 0, 0);
-        if (inflate_check(r, q, n, off + n == r->in_len && r->in_fin) < 0)
-            return WSG_ERR;
-        if (c2u)
-            wsg_ws_payload_pass(q, n, off, NULL, r->out_key, 0, 0);
-    } else if (c2u || text) {
+    if (r->msg_z)
+        return ready_compressed(r, q, n, off);
+    if (c2u || text) {
         /* §5.6, §8.1: text is UTF-8 across the whole message, checked on the unmasked bytes; a
          * message must not end inside a sequence. */
         uint32_t st =
@@ -955,6 +1016,7 @@ static int relay_pump(struct wsg_ws_relay *r)
 
 int wsg_ws_relay_pump(struct wsg_ws_relay *r)
 {
+    r->z_stop = 0;
     int rc = relay_pump(r);
     codecs_release(r);
     return rc;
@@ -1049,6 +1111,14 @@ void wsg_ws_relay_set_admit(struct wsg_ws_relay *r, wsg_ws_admit_fn fn, void *ct
 {
     r->admit = fn;
     r->admit_ctx = ctx;
+}
+
+void wsg_ws_relay_set_inflate_hook(struct wsg_ws_relay *r, wsg_ws_inflate_fn fn, void *ctx)
+{
+    r->zhook = fn;
+    r->zhook_ctx = ctx;
+    if (fn == NULL)
+        r->z_held = 0;
 }
 
 int wsg_ws_relay_send_ping(struct wsg_ws_relay *r, const uint8_t *payload, size_t len)

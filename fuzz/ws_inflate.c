@@ -7,7 +7,10 @@
  * bit 4: the body is sent as it is as "compressed" bytes (random streams, not made by zlib); bit 5:
  * deflate_max_ratio 2 (else 0); bits 6-7: messages per input {1, 2, 3, 4}. level 0-9, wbits 8-15
  * (zlib makes the compressed stream with these: the relay must read any window size); cut: frames
- * per message (low nibble + 1) and bytes per read into src (high nibble, {1, 7, 64, 4096}).
+ * per message (bits 0-3 + 1), bytes per read into src (bits 4-5, {1, 7, 64, 4096}), and with bit 6
+ * an inflate hook that holds the relay after every other slice (the gateway's rate and per-turn
+ * bound): the verdicts must not change, every inflated byte is reported once, no slice inflates past
+ * what WSG_WS_INFLATE_SLICE compressed bytes can hold.
  * The body is split into the messages; each is compressed with a sync flush and its 00 00 ff ff
  * tail dropped (RFC 7692 §7.2.1), fragmented, masked, and fed to the relay in cuts.
  *
@@ -76,6 +79,23 @@ static int utf8_ok(const uint8_t *p, size_t n)
         i += need + 1;
     }
     return 1;
+}
+
+/* The inflate hook of bit 6: sums what it is told, holds after every other slice. */
+static struct {
+    uint64_t sum, max_one, calls;
+} hk;
+
+static int hook(void *ctx, uint64_t n, const char **reason)
+{
+    (void)ctx;
+    (void)reason;
+    hk.sum += n;
+    if (n > hk.max_one)
+        hk.max_one = n;
+    if (n == 0) /* asked again after a hold: go on, so every pump moves a slice */
+        return 0;
+    return ++hk.calls % 2 ? WSG_AGAIN : 0;
 }
 
 static size_t compress_msg(const uint8_t *in, size_t n, int level, int wbits, uint8_t **out)
@@ -199,6 +219,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t mseed = 99;
     struct wsg_ws_relay *r = wsg_ws_relay_new(WSG_WS_C2U, &lim, &src, sink_fn, &sk, rng, &mseed);
     FUZZ_CHECK(r != NULL);
+    int hooked = (data[3] >> 6) & 1;
+    memset(&hk, 0, sizeof(hk));
+    if (hooked)
+        wsg_ws_relay_set_inflate_hook(r, hook, NULL);
     uint32_t wl;
     const uint8_t *wp = wsg_buf_peek(&wire, &wl);
     size_t fed = 0;
@@ -231,7 +255,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(st->messages == nmsg);
         FUZZ_CHECK(sk.len == wl); /* same frames, same lengths: only the keys differ */
         FUZZ_CHECK((sk.buf[0] & 0x40) != 0);
+        if (hooked)
+            FUZZ_CHECK(hk.sum == st->inflated_bytes);
     }
+    /* deflate's worst expansion is about 1032:1; the end-of-message tail adds at most a little */
+    FUZZ_CHECK(hk.max_one <= (uint64_t)WSG_WS_INFLATE_SLICE * 1032 + 65536);
     wsg_ws_relay_free(r);
     wsg_buf_free(&src);
     wsg_buf_free(&wire);

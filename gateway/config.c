@@ -160,6 +160,11 @@ static const struct setting settings[] = {
     {"rate_bytes_burst", T_BYTERATE, 0, G, "0", POL(conn_bytes.burst), NULL,
      "bytes a connection may send at once (0 = max(rate, 1)); a bigger message waits for a full "
      "bucket, then goes"},
+    {"rate_inflate_bytes", T_BYTERATE, 0, G, "0", POL(conn_inflate.rate), NULL,
+     "bytes per second one connection's compressed messages may inflate to (client -> upstream, "
+     "permessage-deflate; counted as wsgate inflates them; over it rate_action applies; 0 = off)"},
+    {"rate_inflate_bytes_burst", T_BYTERATE, 0, G, "0", POL(conn_inflate.burst), NULL,
+     "inflated bytes a connection may send at once above rate_inflate_bytes (0 = max(rate, 1))"},
     {"ip_rate_messages", T_RATE, 0, 1e6, "0", POL(ip_msgs.rate), NULL,
      "messages per second one client IP may send over all its connections (0 = off)"},
     {"ip_rate_messages_burst", T_RATE, 0, 1e9, "0", POL(ip_msgs.burst), NULL,
@@ -186,6 +191,12 @@ static const struct setting settings[] = {
     {"deflate_max_ratio", T_UINT, 0, 1000000, "100", POL(deflate_max_ratio), NULL,
      "a compressed message whose inflated size reaches this many times its compressed size, once "
      "past 64 KiB inflated, closes 1009 (a decompression bomb; 0 = no ratio check)"},
+    {"deflate_client_no_context_takeover", T_ENUM, 0, 0, "off", POL(deflate_client_no_context), "off on",
+     "on = clients must reset their compressor after each message: client_no_context_takeover is added "
+     "to the offer forwarded to the upstream and, when the upstream's answer lacks it, to the answer "
+     "the client receives (RFC 7692 7.1.1.2 lets a server require it); the client -> upstream inflate "
+     "state (about 40 KiB) is then held only while a compressed message is in flight, at the cost of "
+     "the clients' compression ratio"},
     {"origins", T_PLIST, 0, 0, NULL, POL(origins), NULL,
      "allowed Origin values, space-separated, repeatable (lines append): https://app.example.com "
      "(scheme, host, port), *.example.com (any scheme), null; others get 403; none = any"},

@@ -289,6 +289,10 @@ int wsg_conn_http_head(struct wsg_conn *c)
                 strncasecmp(req.headers[i].name, "Sec-WebSocket-Extensions", 24) == 0)
                 zlen = wsg_ws_deflate_offer(req.headers[i].value, req.headers[i].value_len, zoffer,
                                             sizeof(zoffer), &c->x.z_offer);
+        if (zlen > 0 && c->pol->deflate_client_no_context && !c->x.z_offer.client_no_context) {
+            c->x.z_offer.client_no_context = 1; /* the route wants it: the upstream is told too */
+            zlen = wsg_ws_deflate_format(&c->x.z_offer, zoffer, sizeof(zoffer));
+        }
         c->x.z_offered = zlen > 0;
         fwd.ws_extensions = zoffer;
         fwd.ws_extensions_len = zlen;
@@ -472,9 +476,24 @@ int wsg_conn_http_resp_head(struct wsg_conn *c)
             }
             c->x.z_on = 1;
         }
-        char cookie[160];
+        char cookie[160], extra[360];
         resp.extra_headers = affinity_set_cookie(c, cookie, sizeof(cookie));
         resp.pass_extensions = c->x.z_on;
+        if (c->x.z_on && c->pol->deflate_client_no_context && !c->x.z_neg.client_no_context) {
+            /* RFC 7692 §7.1.1.2: a server may require client_no_context_takeover although the
+             * client did not offer it; the upstream's inflater reads such messages as well */
+            c->x.z_neg.client_no_context = 1;
+            char zans[160];
+            size_t zl = wsg_ws_deflate_format(&c->x.z_neg, zans, sizeof(zans));
+            int w = snprintf(extra, sizeof(extra), "Sec-WebSocket-Extensions: %.*s\r\n%s", (int)zl, zans,
+                             resp.extra_headers != NULL ? resp.extra_headers : "");
+            if (zl == 0 || w <= 0 || (size_t)w >= sizeof(extra)) {
+                wsg_conn_http_error(c, WSG_R_UPSTREAM_BAD, "permessage-deflate answer too long");
+                return 1;
+            }
+            resp.extra_headers = extra;
+            resp.pass_extensions = 0; /* the upstream's line is replaced by ours */
+        }
         if (wsg_http_write_response(&resp, 1, &c->cli_ptx) != 0)
             return 0; /* wait for room */
         wsg_buf_consume(&c->up.in, (uint32_t)n);

@@ -119,6 +119,10 @@ struct wsg_conn {
     struct wsg_ip_key ipkey;
     unsigned ip_counted : 1;           /* counted in the per-IP table: release at the end */
     struct wsg_bucket b_msgs, b_bytes; /* per-connection client->upstream rates */
+    struct wsg_bucket b_inflate;       /* ... and the inflated bytes of compressed messages */
+    unsigned z_turn_iter[2];           /* event-loop turn of z_turn_bytes, per direction (c2u, u2c) */
+    uint64_t z_turn_bytes[2];          /* bytes inflated in that turn */
+    unsigned z_yield : 1;              /* inflating stopped for this turn: ws_timer fires at once */
     ev_timer ws_timer;                 /* pings, pong deadline, lifetime, slow consumer, throttle */
     double throttle_until;             /* a client frame is held until then */
     double pong_due;                   /* the gateway's ping must be answered by then (0: none out) */

@@ -89,7 +89,11 @@ static void ws_arm_timer(struct wsg_conn *c)
     earliest(&next, c->drain_at);
     earliest(&next, c->next_progress);
     ev_timer_stop(c->w->loop, &c->ws_timer);
-    if (next > 0) {
+    if (c->z_yield) {
+        /* inflating waits for the next turn: after the poll, so other connections' I/O goes first */
+        ev_timer_set(&c->ws_timer, 0., 0.);
+        ev_timer_start(c->w->loop, &c->ws_timer);
+    } else if (next > 0) {
         ev_timer_set(&c->ws_timer, next > now ? next - now : 0.001, 0.);
         ev_timer_start(c->w->loop, &c->ws_timer);
     }
@@ -154,6 +158,62 @@ static int admit_c2u(void *ctx, const struct wsg_ws_frame_info *fi, const char *
     return WSG_AGAIN;
 }
 
+/* Bytes one direction of a connection may inflate per event-loop turn (about a millisecond of
+ * zlib), so that one connection's compressed input cannot stall the worker: past it the relay
+ * stops between two slices (frames/ws.h, at most WSG_WS_INFLATE_SLICE compressed bytes, so at most
+ * about 1 MiB more), and ws_timer, set to fire at once, brings it back after the next poll. */
+#define INFLATE_TURN_BYTES (1u << 20)
+
+static int inflate_turn(struct wsg_conn *c, int dir, uint64_t n)
+{
+    unsigned it = ev_iteration(c->w->loop);
+    if (c->z_turn_iter[dir] != it) {
+        c->z_turn_iter[dir] = it;
+        c->z_turn_bytes[dir] = 0;
+    }
+    c->z_turn_bytes[dir] += n;
+    if (c->z_turn_bytes[dir] < INFLATE_TURN_BYTES)
+        return 0;
+    if (!c->z_yield) {
+        c->z_yield = 1;
+        ws_arm_timer(c);
+    }
+    return WSG_AGAIN;
+}
+
+/* What the client's compressed messages inflated to, slice by slice: the inflate rate
+ * (rate_inflate_bytes: charged once inflated, so the bucket may go into debt; throttle holds the
+ * rest until it is paid, close refuses the slice with 1008), then the per-turn bound. */
+static int inflate_c2u(void *ctx, uint64_t n, const char **reason)
+{
+    struct wsg_conn *c = ctx;
+    const struct wsg_policy *p = c->pol;
+    if (p->conn_inflate.rate > 0) {
+        double now = now_of(c);
+        double wait = wsg_bucket_charge(&c->b_inflate, &p->conn_inflate, (double)n, now);
+        if (wait > 0) {
+            const char *why = "inflate rate limit (rate_inflate_bytes)";
+            if (p->rate_action == WSG_RATE_CLOSE) {
+                wsg_conn_policy_hit(c, WSG_PR_RATE_INFLATE, 0, why);
+                *reason = why;
+                return 1008;
+            }
+            if (!c->throttle_until)
+                wsg_conn_policy_hit(c, WSG_PR_THROTTLED, 0, why);
+            c->throttle_until = now + wait;
+            ws_arm_timer(c);
+            return WSG_AGAIN;
+        }
+    }
+    return inflate_turn(c, 0, n);
+}
+
+static int inflate_u2c(void *ctx, uint64_t n, const char **reason)
+{
+    WSG_UNUSED(reason);
+    return inflate_turn(ctx, 1, n);
+}
+
 /* The upstream's frames: only counted. */
 static int admit_u2c(void *ctx, const struct wsg_ws_frame_info *fi, const char **reason)
 {
@@ -177,6 +237,9 @@ void wsg_conn_ws_on_timer(EV_P_ ev_timer *t, int revents)
 {
     WSG_UNUSED(revents);
     struct wsg_conn *c = container_of(t, struct wsg_conn, ws_timer);
+    /* a new turn: the relays inflate again (they ask their hook first, which may stop them and
+     * arm this timer again), whatever the state, a frame may still be streaming while closing */
+    c->z_yield = 0;
     if (c->st != WSG_ST_WS || (c->flags & (WSG_CF_CLOSE_CLI | WSG_CF_CLOSE_UP))) {
         wsg_conn_proceed(c);
         return;
@@ -265,9 +328,14 @@ int wsg_conn_ws_start(struct wsg_conn *c)
         return -1;
     wsg_ws_relay_set_admit(c->c2u, admit_c2u, c);
     wsg_ws_relay_set_admit(c->u2c, admit_u2c, c);
+    if (c->x.z_on) {
+        wsg_ws_relay_set_inflate_hook(c->c2u, inflate_c2u, c);
+        wsg_ws_relay_set_inflate_hook(c->u2c, inflate_u2c, c);
+    }
     double now = now_of(c);
     wsg_bucket_init(&c->b_msgs, &p->conn_msgs, now);
     wsg_bucket_init(&c->b_bytes, &p->conn_bytes, now);
+    wsg_bucket_init(&c->b_inflate, &p->conn_inflate, now);
     c->last_cli_activity = now;
     if (cfg->session_log_interval > 0)
         c->next_progress = now + cfg->session_log_interval;

@@ -6,9 +6,9 @@
 #include <string.h>
 
 const char *const wsg_policy_rule_names[WSG_PR__COUNT] = {
-    "max_frame",     "max_message",  "max_fragments", "opcode",        "utf8",      "protocol",
-    "rate_messages", "rate_bytes",   "ip_rate",       "ip_conns",      "origin",    "subprotocol",
-    "header_size",   "pong_timeout", "lifetime",      "slow_consumer", "throttled",
+    "max_frame",     "max_message",  "max_fragments", "opcode",        "utf8",         "protocol",
+    "rate_messages", "rate_bytes",   "ip_rate",       "ip_conns",      "origin",       "subprotocol",
+    "header_size",   "pong_timeout", "lifetime",      "slow_consumer", "rate_inflate", "throttled",
 };
 
 void wsg_metrics_sum(struct wsg_metrics *out, const struct wsg_metrics *const *each, unsigned n)

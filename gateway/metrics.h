@@ -65,7 +65,8 @@ enum wsg_policy_rule {
     WSG_PR_PONG_TIMEOUT,
     WSG_PR_LIFETIME,
     WSG_PR_SLOW_CONSUMER,
-    WSG_PR_THROTTLED, /* not a violation: a frame held until tokens refill */
+    WSG_PR_RATE_INFLATE, /* rate_inflate_bytes */
+    WSG_PR_THROTTLED,    /* not a violation: a frame held until tokens refill */
     WSG_PR__COUNT
 };
 extern const char *const wsg_policy_rule_names[WSG_PR__COUNT];

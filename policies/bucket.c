@@ -61,3 +61,16 @@ double wsg_bucket_take(struct wsg_bucket *b, const struct wsg_rate *r, double n,
         b->tokens -= n;
     return w;
 }
+
+double wsg_bucket_charge(struct wsg_bucket *b, const struct wsg_rate *r, double n, double now)
+{
+    if (!(r->rate > 0)) /* off (also NaN) */
+        return 0;
+    wsg_bucket_refill(b, r, now);
+    if (n > 0)
+        b->tokens -= n;
+    if (b->tokens >= 0)
+        return 0;
+    double w = -b->tokens / r->rate;
+    return w > 0 ? w : 1e-9;
+}

@@ -58,6 +58,10 @@ struct wsg_policy {
     /* permessage-deflate (RFC 7692): 1 = negotiated end to end and inspected, 0 = offers stripped */
     unsigned deflate;
     uint32_t deflate_max_ratio; /* inflated / compressed bytes of a message past 64 KiB (0 = none) */
+    /* 1: clients are told to reset their compressor after each message (client_no_context_takeover
+     * added to the offer to the upstream and, when its answer lacks it, to the client's answer) */
+    unsigned deflate_client_no_context;
+    struct wsg_rate conn_inflate; /* client -> upstream bytes inflated per second, per connection */
     /* liveness */
     double ping_interval;         /* gateway pings an idle client after this (0 = off) */
     double pong_timeout;          /* and closes 1001 if no pong within this */
@@ -89,6 +93,14 @@ void wsg_bucket_init(struct wsg_bucket *b, const struct wsg_rate *r, double now)
  * bucket goes negative, i.e. into debt), so a message larger than the burst is delayed, not refused.
  */
 double wsg_bucket_take(struct wsg_bucket *b, const struct wsg_rate *r, double n, double now);
+
+/**
+ * Charges n tokens for work already done (bytes already inflated): the bucket may go below zero.
+ * n 0 only asks whether it is out of debt.
+ * @return 0 when the bucket is at or above zero afterwards; else the seconds until it is back at
+ *         zero (> 0). Always 0 when the rate is off.
+ */
+double wsg_bucket_charge(struct wsg_bucket *b, const struct wsg_rate *r, double n, double now);
 
 /* ---- per-client-IP table, shared by all workers ---- */
 

@@ -204,3 +204,139 @@ test('max_frame applies to what a compressed frame inflates to', T, async () => 
   assert.equal(c.payload.readUInt16BE(0), 1009);
   assert.match(c.payload.subarray(2).toString(), /inflated frame exceeds max_frame/);
 });
+
+/** About 256 KiB of chatty JSON: it deflates about 20 to 1 (and the ratio rule is off below). */
+const chatty = (k) => {
+  const rows = [];
+  for (let i = 0; rows.length < 4400; i++) rows.push({ seq: k * 10000 + i, user: `user${i % 7}`, room: 'lobby', ok: i % 3 !== 0 });
+  return JSON.stringify(rows).slice(0, 256 << 10);
+};
+
+/** A second connection that echoes a small message every 100 ms meanwhile: its round trips. */
+function bystander(port) {
+  const rtts = [];
+  let stop = false, ws;
+  const done = (async () => {
+    ws = await wsClient({ perMessageDeflate: { threshold: 0 } }, port);
+    for (let i = 0; !stop; i++) {
+      const t0 = Date.now();
+      ws.send(JSON.stringify({ ping: i }));
+      await waitFor(() => ws.got.length === i + 1, 5000, `bystander echo ${i}`);
+      rtts.push(Date.now() - t0);
+      await sleep(100);
+    }
+    return ws;
+  })();
+  return { rtts, finish: async () => { stop = true; return done; } };
+}
+
+for (const action of ['throttle', 'close']) {
+  test(`rate_inflate_bytes 1m with rate_action ${action}: compressible messages over it are ${action === 'close' ? 'closed 1008' : 'held, none lost'}; another connection is unaffected`, T, async () => {
+    const up = await startWsEcho();
+    const adm = await freePort();
+    const g = await startGateway(['--upstream', up.addr, '--rate_inflate_bytes', '1m', '--rate_inflate_bytes_burst', '1m',
+      '--rate_action', action, '--deflate_max_ratio', '0', '--admin', `127.0.0.1:${adm}`]);
+    const b = bystander(g.port);
+    await sleep(300);
+    const ws = await wsClient({ perMessageDeflate: { threshold: 0 } }, g.port);
+    const conn = await up.waitConn(2);
+    assert.match(ws.extensions, /^permessage-deflate/);
+    const closed = new Promise((res) => ws.once('close', (code, reason) => res({ code, reason: reason.toString() })));
+    const sent = Array.from({ length: 16 }, (_, k) => chatty(k)); // 4 MiB inflated, about 200 KiB on the wire
+    const t0 = Date.now();
+    for (const m of sent) ws.send(m);
+    if (action === 'throttle') {
+      await waitFor(() => ws.got.length === 16, 20000, `16 echoes (have ${ws.got.length})`);
+      const took = Date.now() - t0;
+      // 1 MiB of burst, then 1 MiB/s: the last 3 MiB take about 3 s
+      assert.ok(took >= 2400, `4 MiB inflated went in ${took} ms at 1 MiB/s`);
+      ws.got.forEach((e, i) => assert.equal(e.data.toString(), sent[i], `message ${i}`));
+      assert.equal(conn.messages.length, 16);
+      ws.close();
+    } else {
+      const c = await withTimeout(closed, 10000, 'the 1008');
+      assert.equal(c.code, 1008);
+      assert.match(c.reason, /inflate rate limit \(rate_inflate_bytes\)/);
+      // the upstream got the messages under the rate, never one past it, and a 1001
+      await waitFor(() => conn.closed, 3000, 'upstream closed');
+      assert.equal(conn.close.code, 1001);
+      assert.ok(conn.messages.length >= 3 && conn.messages.length < 16, `${conn.messages.length} messages reached the upstream`);
+      conn.messages.forEach((m, i) => assert.equal(m.data.toString(), sent[i], `message ${i}`));
+    }
+    await sleep(300);
+    const bws = await b.finish();
+    // the bystander went on: same gateway, same worker count, its own bucket
+    assert.ok(b.rtts.length >= 5, `bystander round trips: ${b.rtts.length}`);
+    assert.ok(Math.max(...b.rtts) < 1000, `bystander round trips (ms): ${b.rtts.join(' ')}`);
+    assert.equal(bws.readyState, WebSocket.OPEN);
+    bws.close();
+    const m = (await adminRequest(adm, '/metrics')).body;
+    const rule = action === 'close' ? 'rate_inflate' : 'throttled';
+    assert.match(m, new RegExp(`^wsgate_policy_events_total\\{[^}]*rule="${rule}"[^}]*direction="client_to_upstream"[^}]*\\} [1-9]`, 'm'));
+    if (action === 'close') // a throttle is counted, not logged (as for the other rates)
+      await waitFor(() => /policy rate_inflate \(route default, client to upstream\): inflate rate limit/.test(g.log()), 3000, `log line:\n${g.log()}`);
+  });
+}
+
+test('a 48 MiB message inflated in 1 MiB turns (the per-turn bound) arrives intact both ways; another connection goes on meanwhile', T, async () => {
+  const up = await startWsEcho();
+  const g = await startGateway(['--upstream', up.addr, '--max_message', '64m', '--max_frame', '64m', '--deflate_max_ratio', '0']);
+  const b = bystander(g.port);
+  await sleep(300);
+  const ws = await wsClient({ perMessageDeflate: { threshold: 0 }, maxPayload: 64 << 20 }, g.port);
+  const big = Buffer.alloc(48 << 20, 'abcdefgh'); // 48 MiB that deflate to about 48 KiB: 48+ turns each way
+  ws.send(big);
+  await waitFor(() => ws.got.length === 1, 20000, 'the 48 MiB echo');
+  assert.equal(Buffer.compare(ws.got[0].data, big), 0);
+  const bws = await b.finish();
+  assert.ok(b.rtts.length >= 2, `bystander round trips: ${b.rtts.length}`);
+  assert.ok(Math.max(...b.rtts) < 1000, `bystander round trips (ms): ${b.rtts.join(' ')}`);
+  bws.close();
+  ws.close();
+});
+
+test('deflate_client_no_context_takeover on: the client is told to reset its compressor, offered upstream and required in its answer; the client -> upstream inflater is freed between messages', T, async (t) => {
+  // an upstream that answers plain "permessage-deflate": wsgate adds the parameter to the client's answer
+  const g0 = await startGateway(['--upstream', await badUpstream('permessage-deflate'), '--deflate_client_no_context_takeover', 'on']);
+  const u = await wsUpgrade(g0.port, { path: '/nct', headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' } });
+  assert.equal(u.res.status, 101);
+  assert.equal(u.res.headers['sec-websocket-extensions'], 'permessage-deflate; client_no_context_takeover', u.res.rawHead);
+  assert.equal((u.res.rawHead.match(/sec-websocket-extensions/gi) || []).length, 1, u.res.rawHead);
+  u.sock.destroy();
+  // real peers: ws both sides, each with its default context takeover; the client obeys the answer
+  const gauge = async (port) => Number(/^wsgate_deflate_inflate_bytes (\d+)/m.exec((await adminRequest(port, '/metrics')).body)[1]);
+  const held = {};
+  for (const mode of ['off', 'on']) {
+    const up = await startWsEcho({ perMessageDeflate: { threshold: 0 } });
+    const adm = await freePort();
+    const g = await startGateway(['--upstream', up.addr, '--admin', `127.0.0.1:${adm}`, '--deflate_client_no_context_takeover', mode]);
+    const ws = new WebSocket(`wss://localhost:${g.port}/z`, { rejectUnauthorized: false, perMessageDeflate: { threshold: 0 } });
+    ws.got = [];
+    ws.on('message', (d) => ws.got.push({ data: Buffer.from(d) }));
+    const answer = new Promise((res) => ws.once('upgrade', (r) => res(r.headers['sec-websocket-extensions'])));
+    await withTimeout(once(ws, 'open'), 5000, 'open');
+    const ext = await answer;
+    const conn = await up.waitConn(1);
+    assert.match(ext, /^permessage-deflate/);
+    if (mode === 'on') {
+      assert.match(conn.headers['sec-websocket-extensions'], /client_no_context_takeover/, 'offered to the upstream');
+      assert.match(ext, /client_no_context_takeover/, `the client's answer: ${ext}`);
+    } else {
+      assert.doesNotMatch(ext, /client_no_context_takeover/);
+    }
+    const sent = [];
+    for (let i = 0; i < 100; i++) {
+      const m = JSON.stringify({ seq: i, user: `user${i % 7}`, text: randomText(200 + (i * 53) % 3000) });
+      sent.push(m);
+      ws.send(m);
+    }
+    await waitFor(() => ws.got.length === 100, 10000, `100 echoes (have ${ws.got.length})`);
+    ws.got.forEach((e, i) => assert.equal(e.data.toString(), sent[i], `message ${i}`));
+    held[mode] = await gauge(adm);
+    ws.close();
+  }
+  // off: both directions keep a context (zlib state and 32 KiB window each); on: only upstream -> client
+  t.diagnostic(`inflate memory held by one idle connection: ${held.off} B with context takeover, ${held.on} B with deflate_client_no_context_takeover on`);
+  assert.ok(held.off > 60000, `inflate memory held with context takeover: ${held.off}`);
+  assert.ok(held.on > 20000 && held.on < held.off * 0.6, `held: on ${held.on}, off ${held.off}`);
+});

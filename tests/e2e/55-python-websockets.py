@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """A second, independent WebSocket implementation through wsgate: Python's `websockets`
-(Debian python3-websockets 10.4, asyncio API) as client and as upstream.
+(Debian python3-websockets 10.4, asyncio API) as client and as upstream. Against an upstream
+without compression the client's permessage-deflate offer is declined; against one with its
+default compression, permessage-deflate is negotiated end to end and both sides compress.
 
 Usage: WSGATE_BIN=build/release/wsgate tests/e2e/55-python-websockets.py
 Prints one line per check and a closing `python: N passed, N failed`; exits 1 on any failure.
@@ -66,6 +68,22 @@ async def main():
 
     up_port = free_port()
     upstream = await websockets.serve(echo, "127.0.0.1", up_port, compression=None)
+    # a second upstream with websockets' default compression (permessage-deflate), behind its own gateway
+    z_seen = []
+
+    async def z_echo(ws, path=None):
+        z_seen.append((ws.request_headers.get("Sec-WebSocket-Extensions"), [e.name for e in ws.extensions]))
+        try:
+            async for msg in ws:
+                await ws.send(msg)
+        except websockets.ConnectionClosed:
+            pass
+
+    z_up_port = free_port()
+    z_upstream = await websockets.serve(z_echo, "127.0.0.1", z_up_port)
+    z_gw_port, z_admin = free_port(), free_port()
+    z_proc = subprocess.Popen([WSGATE, "--listen", f"127.0.0.1:{z_gw_port}", "--upstream", f"127.0.0.1:{z_up_port}",
+                               "--admin", f"127.0.0.1:{z_admin}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gw_port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([WSGATE, "--listen", f"127.0.0.1:{gw_port}", "--upstream", f"127.0.0.1:{up_port}"],
@@ -138,6 +156,48 @@ async def main():
             except subprocess.TimeoutExpired:
                 check("wsgate exits after SIGTERM", False, f"still running after {time.monotonic() - t0:.1f}s")
 
+        def deflate_counters():
+            with socket.create_connection(("127.0.0.1", z_admin), timeout=5) as s:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                body = b""
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    body += d
+            out = {}
+            for line in body.decode().splitlines():
+                if line.startswith("wsgate_deflate_bytes_total{"):
+                    labels, v = line.split("} ")
+                    out[labels.split("{")[1]] = int(v)
+            return out
+
+        async def compressed():
+            await wait_port(z_gw_port, z_proc)
+            async with websockets.connect(f"wss://localhost:{z_gw_port}/pyz", ssl=ctx, open_timeout=5, close_timeout=5) as ws:
+                names = [e.name for e in ws.extensions]
+                check("permessage-deflate negotiated on the client side", names == ["permessage-deflate"], ws.extensions)
+                check("the upstream got the offer and negotiated it too",
+                      len(z_seen) == 1 and (z_seen[0][0] or "").startswith("permessage-deflate")
+                      and z_seen[0][1] == ["permessage-deflate"], z_seen)
+                msgs = ["hello", "", "é€𝄞" * 1000, '{"user":"ann","text":"' + "chat " * 2000 + '"}', b"\x00\x01\x02" * 20000]
+                msgs += [f'{{"seq":{i},"room":"lobby","text":"{"x" * (i * 37 % 900)}"}}' for i in range(50)]
+                for m in msgs:
+                    await ws.send(m)
+                    got = await asyncio.wait_for(ws.recv(), 5)
+                    if got != m:
+                        check(f"compressed {type(m).__name__} message of {len(m)} echoes exactly", False, repr(got)[:80])
+                        return
+                check(f"{len(msgs)} messages echo exactly with compression both ways", True)
+                await ws.ping(b"z")
+            c = deflate_counters()
+            check("wsgate inflated compressed messages in both directions",
+                  all(c.get(f'direction="{d}",form="{f}"', 0) > 0
+                      for d in ("client_to_upstream", "upstream_to_client") for f in ("compressed", "inflated"))
+                  and c['direction="client_to_upstream",form="inflated"'] > c['direction="client_to_upstream",form="compressed"'],
+                  c)
+
+        await step("permessage-deflate end to end", compressed())
         await step("messages, fragments, ping, client close", messages())
         await step("large messages", large())
         await step("upstream close", upstream_close())
@@ -146,6 +206,10 @@ async def main():
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        z_proc.kill()
+        z_proc.wait()
+        z_upstream.close()
+        await z_upstream.wait_closed()
         if not all(results):
             log.seek(0)
             print("wsgate stderr (tail):\n" + log.read()[-3000:].decode(errors="replace"), flush=True)

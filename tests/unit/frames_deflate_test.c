@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -57,6 +58,32 @@ static void test_offer(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (offer(bad[i], out, &d) != 0)
             fail_msg("accepted: %s -> %s", bad[i], out);
+    /* the formatter alone (the answer wsgate writes when it requires client_no_context_takeover) */
+    struct wsg_ws_deflate all = {.server_no_context = 1,
+                                 .client_no_context = 1,
+                                 .client_bits_param = 1,
+                                 .server_bits = 9,
+                                 .client_bits = 15};
+    size_t alen = wsg_ws_deflate_format(&all, out, sizeof(out));
+    assert_int_equal(alen, 127);
+    assert_int_equal(alen, strlen(out));
+    assert_string_equal(out, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                             "server_max_window_bits=9; client_max_window_bits=15");
+    struct wsg_ws_deflate none = {0};
+    assert_int_equal(wsg_ws_deflate_format(&none, out, sizeof(out)), 18);
+    assert_string_equal(out, "permessage-deflate");
+    /* too small a buffer: 0, never a cut parameter */
+    for (size_t cap = 0; cap < 128; cap++)
+        assert_int_equal(wsg_ws_deflate_format(&all, out, cap), 0);
+    assert_int_equal(wsg_ws_deflate_format(&all, out, 128), 127);
+    /* what it writes is an offer that reads back the same */
+    struct wsg_ws_deflate back;
+    char again[160];
+    assert_int_not_equal(offer("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                               "server_max_window_bits=9; client_max_window_bits=15",
+                               again, &back),
+                         0);
+    assert_memory_equal(&back, &all, sizeof(all));
 }
 
 static int answer(const char *offer_s, const char *ans, struct wsg_ws_deflate *neg, const char **why)
@@ -226,12 +253,109 @@ static void test_inflate_check(void **state)
     assert_int_equal(relay(&plain, 1, "hi", 2, 7, &fwd), 1002);
 }
 
+/* ---- the inflate hook: slices, hold, refuse ---- */
+
+static struct {
+    int mode; /* 0 go on, 1 WSG_AGAIN after every slice that inflated something, 2 1008 past limit */
+    uint64_t sum, calls, max_one, limit;
+} hk;
+
+static int hook(void *ctx, uint64_t n, const char **reason)
+{
+    (void)ctx;
+    hk.calls++;
+    hk.sum += n;
+    if (n > hk.max_one)
+        hk.max_one = n;
+    if (hk.mode == 1 && n > 0)
+        return WSG_AGAIN;
+    if (hk.mode == 2 && hk.sum > hk.limit) {
+        *reason = "inflate rate";
+        return 1008;
+    }
+    return 0;
+}
+
+/* A 4 MiB zero message (about 4 KiB compressed: the worst ratio deflate has) and 300 KiB of JSON,
+ * each in one frame, through a U2C relay with the hook in `mode`; the whole wire is in src at once.
+ * @return close code or 0; *pumps: pumps that made progress. */
+static int hooked(int mode, int json, uint64_t limit, uint64_t *pumps)
+{
+    static uint8_t plain[4 << 20], z[1 << 20], wire[(1 << 20) + 16];
+    size_t n = sizeof(plain);
+    if (json) {
+        n = 0;
+        for (unsigned i = 0; n + 64 < 300 << 10; i++)
+            n += (size_t)snprintf((char *)plain + n, 64, "{\"id\":%u,\"name\":\"user%u\",\"ok\":true},", i,
+                                  i % 100);
+    } else {
+        memset(plain, 0, n);
+    }
+    size_t zn = zmsg(plain, n, z, sizeof(z));
+    assert_true(zn >= 126 && zn < 65536); /* the 2-byte length (RFC 6455 §5.2: minimal) */
+    wire[0] = 0x80 | 0x40 | 2;
+    wire[1] = 126;
+    wire[2] = (uint8_t)(zn >> 8);
+    wire[3] = (uint8_t)zn;
+    memcpy(wire + 4, z, zn);
+    struct wsg_buf src, out;
+    wsg_buf_setup(&src, 1 << 21);
+    wsg_buf_setup(&out, 1 << 21);
+    assert_int_equal(wsg_buf_put(&src, wire, 4 + zn), 4 + zn);
+    struct wsg_ws_limits lim = {.deflate = 1};
+    struct wsg_ws_relay *r = wsg_ws_relay_new(WSG_WS_U2C, &lim, &src, sink, &out, NULL, NULL);
+    assert_non_null(r);
+    wsg_ws_relay_set_inflate_hook(r, hook, NULL);
+    memset(&hk, 0, sizeof(hk));
+    hk.mode = mode;
+    hk.limit = limit;
+    int code = 0, rc;
+    *pumps = 0;
+    while ((rc = wsg_ws_relay_pump(r)) > 0)
+        ++*pumps;
+    if (rc < 0)
+        code = wsg_ws_relay_error(r, NULL);
+    if (code == 0) { /* forwarded as it came, and every inflated byte was reported */
+        uint32_t len;
+        const uint8_t *p = wsg_buf_peek(&out, &len);
+        assert_int_equal(len, 4 + zn);
+        assert_memory_equal(p, wire, 4 + zn);
+        assert_int_equal(hk.sum, n);
+    } else {
+        assert_true(wsg_buf_len(&out) < 4 + zn); /* never completed */
+    }
+    /* no slice inflates past what WSG_WS_INFLATE_SLICE compressed bytes can hold */
+    assert_true(hk.max_one <= (uint64_t)WSG_WS_INFLATE_SLICE * 1032 + 4 * 1032);
+    wsg_ws_relay_free(r);
+    wsg_buf_free(&src);
+    wsg_buf_free(&out);
+    return code;
+}
+
+static void test_inflate_hook(void **state)
+{
+    (void)state;
+    uint64_t pumps;
+    for (int json = 0; json < 2; json++) {
+        /* go on: one pump does it all, in several slices */
+        assert_int_equal(hooked(0, json, 0, &pumps), 0);
+        assert_true(hk.calls >= 2);
+        /* held after every slice: one slice per pump, each pump first asks again with 0 */
+        assert_int_equal(hooked(1, json, 0, &pumps), 0);
+        assert_true(pumps >= hk.calls / 2 && pumps >= 2);
+        /* refused past 100 KiB: 1008, the message not completed */
+        assert_int_equal(hooked(2, json, 100 << 10, &pumps), 1008);
+        assert_true(hk.sum > 100 << 10 && hk.sum < 3 << 20);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offer),
         cmocka_unit_test(test_answer),
         cmocka_unit_test(test_inflate_check),
+        cmocka_unit_test(test_inflate_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -860,6 +860,8 @@ static void test_help_and_markdown(void **state)
                                   "rate_messages_burst",
                                   "rate_bytes",
                                   "rate_bytes_burst",
+                                  "rate_inflate_bytes",
+                                  "rate_inflate_bytes_burst",
                                   "ip_rate_messages",
                                   "ip_rate_messages_burst",
                                   "ip_rate_bytes",
@@ -871,6 +873,7 @@ static void test_help_and_markdown(void **state)
                                   "ip_limit_status",
                                   "deflate",
                                   "deflate_max_ratio",
+                                  "deflate_client_no_context_takeover",
                                   "origins",
                                   "subprotocols",
                                   "ping_interval",
@@ -902,7 +905,7 @@ static void test_help_and_markdown(void **state)
     assert_non_null(strstr(help, "(default: 1m) [route]"));
     struct wsg_cfg *c = fresh();
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char opt[64];
+        char opt[128];
         snprintf(opt, sizeof(opt), "  --%s ", names[i]);
         if (strstr(help, opt) == NULL)
             fail_msg("--help lacks %s", names[i]);
@@ -969,6 +972,10 @@ static void test_policy_settings(void **state)
     assert_true(p->conn_bytes.rate == 65536);
     assert_string_equal(set(c, "rate_bytes_burst", "1m"), "");
     assert_true(p->conn_bytes.burst == 1048576);
+    assert_true(p->conn_inflate.rate == 0 && p->conn_inflate.burst == 0); /* off by default */
+    assert_string_equal(set(c, "rate_inflate_bytes", "10m"), "");
+    assert_string_equal(set(c, "rate_inflate_bytes_burst", "64m"), "");
+    assert_true(p->conn_inflate.rate == 10485760 && p->conn_inflate.burst == 67108864);
     assert_string_equal(set(c, "ip_rate_messages", "100"), "");
     assert_string_equal(set(c, "ip_rate_messages_burst", "0.5"), "");
     assert_true(p->ip_msgs.rate == 100 && p->ip_msgs.burst == 0.5);
@@ -978,6 +985,9 @@ static void test_policy_settings(void **state)
     assert_string_equal(set(c, "ip_upgrades", "0.2"), "");
     assert_string_equal(set(c, "ip_upgrades_burst", "5"), "");
     assert_true(p->ip_upgrades.rate == 0.2 && p->ip_upgrades.burst == 5);
+    assert_int_equal(p->deflate_client_no_context, 0);
+    assert_string_equal(set(c, "deflate_client_no_context_takeover", "on"), "");
+    assert_int_equal(p->deflate_client_no_context, 1);
     assert_string_equal(set(c, "rate_action", "close"), "");
     assert_int_equal(p->rate_action, WSG_RATE_CLOSE);
     assert_string_equal(set(c, "rate_action", "throttle"), "");
@@ -1041,6 +1051,14 @@ static void test_policy_errors(void **state)
                         "wsgate.conf:12: rate_bytes: \"64kb\" is not a size (e.g. 64k, 1m)");
     assert_string_equal(set(c, "ip_rate_bytes", "2g"),
                         "wsgate.conf:12: ip_rate_bytes: 2g is above the maximum 1g");
+    assert_string_equal(set(c, "rate_inflate_bytes", "1mb"),
+                        "wsgate.conf:12: rate_inflate_bytes: \"1mb\" is not a size (e.g. 64k, 1m)");
+    assert_string_equal(set(c, "rate_inflate_bytes", "-1m"),
+                        "wsgate.conf:12: rate_inflate_bytes: \"-1m\" is not a size (e.g. 64k, 1m)");
+    assert_string_equal(set(c, "rate_inflate_bytes_burst", "2g"),
+                        "wsgate.conf:12: rate_inflate_bytes_burst: 2g is above the maximum 1g");
+    assert_string_equal(set(c, "deflate_client_no_context_takeover", "yes"),
+                        "wsgate.conf:12: deflate_client_no_context_takeover: \"yes\" is not one of: off on");
     assert_string_equal(set(c, "rate_action", "drop"),
                         "wsgate.conf:12: rate_action: \"drop\" is not one of: throttle close");
     assert_string_equal(set(c, "ip_limit_status", "403"),

@@ -143,6 +143,45 @@ static struct wsg_ip_key keyn(uint32_t n)
     return key4(0, ip);
 }
 
+/* wsg_bucket_charge: work already done is charged, the bucket may go below zero, and the wait is
+ * until it is back at zero (the inflate rate: bytes are known only once inflated). */
+static void test_bucket_charge(void **state)
+{
+    (void)state;
+    struct wsg_rate r = {.rate = 1000, .burst = 2000};
+    struct wsg_bucket b;
+    wsg_bucket_init(&b, &r, 10);
+    assert_true(wsg_bucket_charge(&b, &r, 1500, 10) == 0); /* within the burst */
+    assert_near(b.tokens, 500);
+    assert_true(wsg_bucket_charge(&b, &r, 500, 10) == 0);  /* exactly empty is not in debt */
+    assert_near(wsg_bucket_charge(&b, &r, 3000, 10), 3.0); /* 3000 in debt: 3 s to zero */
+    assert_near(b.tokens, -3000);
+    assert_near(wsg_bucket_charge(&b, &r, 0, 11), 2.0); /* asking takes nothing */
+    assert_near(wsg_bucket_charge(&b, &r, 0, 12.5), 0.5);
+    assert_true(wsg_bucket_charge(&b, &r, 0, 13) == 0);
+    /* the refill is capped at the burst, never more however long the wait */
+    assert_true(wsg_bucket_charge(&b, &r, 0, 1000) == 0);
+    assert_near(b.tokens, 2000);
+    assert_true(wsg_bucket_charge(&b, &r, 2000, 1000) == 0);
+    assert_true(wsg_bucket_charge(&b, &r, 1, 1000) > 0);
+    /* burst 0: max(rate, 1) */
+    struct wsg_rate r0 = {.rate = 100, .burst = 0};
+    wsg_bucket_init(&b, &r0, 0);
+    assert_true(wsg_bucket_charge(&b, &r0, 100, 0) == 0);
+    assert_near(wsg_bucket_charge(&b, &r0, 50, 0), 0.5);
+    /* rate off (0, NaN): always 0 and nothing charged */
+    struct wsg_rate off = {.rate = 0, .burst = 10};
+    b.tokens = 5;
+    assert_true(wsg_bucket_charge(&b, &off, 1e9, 0) == 0);
+    assert_near(b.tokens, 5);
+    struct wsg_rate nan = {.rate = 0.0 / 0.0, .burst = 10};
+    assert_true(wsg_bucket_charge(&b, &nan, 1e9, 0) == 0);
+    /* negative n charges nothing (never a refill by the caller) */
+    wsg_bucket_init(&b, &r, 0);
+    assert_true(wsg_bucket_charge(&b, &r, -5000, 0) == 0);
+    assert_near(b.tokens, 2000);
+}
+
 static void test_ip_key(void **state)
 {
     (void)state;
@@ -653,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_bucket_default_burst),
         cmocka_unit_test(test_bucket_off_and_odd_input),
         cmocka_unit_test(test_bucket_debt),
+        cmocka_unit_test(test_bucket_charge),
         cmocka_unit_test(test_ip_key),
         cmocka_unit_test(test_iptable_new_and_footprint),
         cmocka_unit_test(test_iptable_lru_eviction),

@@ -128,6 +128,7 @@ struct wsg_conn {
     double pong_due;                   /* the gateway's ping must be answered by then (0: none out) */
     double last_cli_activity;          /* last time client bytes were decoded */
     ev_timer tls_idle;                 /* gives mbedTLS's record buffers back once idle */
+    ev_timer resume;                   /* 0 s: the pump yielded after 64 rounds, comes back next turn */
     double tls_busy_at;                /* end of the last burst while they were held */
     double lifetime_end;               /* 0: no max_lifetime */
     double slow_since;                 /* 0: the client keeps up */

@@ -33,6 +33,7 @@ const char *const wsg_conn_state_names[] = {"tls", "head", "http", "upgrade", "w
 static void on_client_io(EV_P_ ev_io *io, int revents);
 static void on_upstream_io(EV_P_ ev_io *io, int revents);
 static void on_timer(EV_P_ ev_timer *t, int revents);
+static void on_resume(EV_P_ ev_timer *t, int revents);
 
 /* ------------------------------------------------------------------ sockets */
 
@@ -332,6 +333,7 @@ static void conn_destroy(struct wsg_conn *c)
     ev_timer_stop(w->loop, &c->timer);
     ev_timer_stop(w->loop, &c->ws_timer);
     ev_timer_stop(w->loop, &c->tls_idle);
+    ev_timer_stop(w->loop, &c->resume);
     wsg_conn_ws_ip_release(c);
     if (c->peer_session)
         __atomic_sub_fetch(&c->peer->sessions, 1, __ATOMIC_RELAXED);
@@ -387,8 +389,14 @@ void wsg_conn_proceed(struct wsg_conn *c)
         conn_destroy(c);
         return;
     }
-    if (rounds >= 64)
-        ev_feed_event(c->w->loop, &c->cli.io, 0); /* yield to other connections, come back soon */
+    if (rounds >= 64 && !ev_is_active(&c->resume)) {
+        /* Yield to the other connections and come back on the next loop turn. Not ev_feed_event:
+         * libev invokes an event fed from a callback in the same turn, before the I/O already
+         * pending for other connections (a connection that keeps moving bytes would hold the
+         * worker). A 0 s timer is due only after the next poll, with everybody else's events. */
+        ev_timer_set(&c->resume, 0., 0.);
+        ev_timer_start(c->w->loop, &c->resume);
+    }
     /* Empty buffers go back to the allocator: an idle connection then holds no buffer memory
      * at all, only its TLS and codec state. */
     wsg_buf_shrink(&c->cli.in);
@@ -431,6 +439,14 @@ static void on_upstream_io(EV_P_ ev_io *io, int revents)
             sock_flush(c, &c->up);
     }
     wsg_conn_proceed(c);
+}
+
+/* The pump yielded (wsg_conn_proceed): its turn again. */
+static void on_resume(EV_P_ ev_timer *t, int revents)
+{
+    WSG_UNUSED(loop);
+    WSG_UNUSED(revents);
+    wsg_conn_proceed(container_of(t, struct wsg_conn, resume));
 }
 
 static void on_timer(EV_P_ ev_timer *t, int revents)
@@ -628,6 +644,7 @@ void wsg_conn_new(struct wsg_worker *w, int fd, const struct sockaddr *peer, soc
     ev_init(&c->timer, on_timer);
     ev_init(&c->ws_timer, wsg_conn_ws_on_timer);
     ev_init(&c->tls_idle, wsg_conn_tls_on_idle);
+    ev_init(&c->resume, on_resume);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

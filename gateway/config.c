@@ -259,7 +259,7 @@ static const struct setting settings[] = {
      "debounced 1 s), as if sent SIGHUP"},
     {"admin", T_STRING, 0, 0, "off", FIELD(admin), NULL,
      "admin endpoint (/metrics, / and /status (status page), /status.json, /healthz, /readyz, /certs, "
-     "POST /reload, POST /drain): a loopback HOST:PORT, unix:PATH, or off"},
+     "POST /reload, POST /drain, /upstreams, /acme): a loopback HOST:PORT, unix:PATH, or off"},
 };
 /* clang-format on */
 

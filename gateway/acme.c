@@ -340,6 +340,7 @@ static struct {
     unsigned n;
     unsigned https_port;
     double timeout;
+    unsigned live; /* open listen_http connections (at most WSG_ACME_HTTP_CONNS_MAX) */
 } L;
 
 static void http_close(struct ev_loop *loop, struct http_conn *h)
@@ -349,6 +350,7 @@ static void http_close(struct ev_loop *loop, struct http_conn *h)
     close(h->io.fd);
     free(h->out);
     free(h);
+    L.live--;
 }
 
 static void on_http_io(EV_P_ ev_io *io, int revents)
@@ -414,11 +416,12 @@ static void on_http_accept(EV_P_ ev_io *io, int revents)
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        struct http_conn *h = calloc(1, sizeof(*h));
+        struct http_conn *h = L.live < WSG_ACME_HTTP_CONNS_MAX ? calloc(1, sizeof(*h)) : NULL;
         if (h == NULL) {
-            close(fd);
-            return;
+            close(fd); /* full (or out of memory): this one goes, the open ones are served */
+            continue;
         }
+        L.live++;
         ev_io_init(&h->io, on_http_io, fd, EV_READ);
         ev_io_start(loop, &h->io);
         ev_timer_init(&h->timer, on_http_timeout, L.timeout, 0.);

@@ -40,7 +40,10 @@ struct wsg_cfg;
 #define WSG_ACME_TOKEN_MAX 128      /* bytes of a token */
 #define WSG_ACME_KEYAUTH_MAX 1024   /* bytes of a key authorization */
 #define WSG_ACME_HTTP_HEAD_MAX 8192 /* a listen_http request head; 431 above */
-#define WSG_ACME_FULL_STATUS 507    /* a PUT over the table's capacity */
+/* listen_http connections open at once; above, a new one is closed at accept (port 80 faces the
+ * internet; each open one holds 8 KiB and a descriptor of the process the TLS workers share) */
+#define WSG_ACME_HTTP_CONNS_MAX 256
+#define WSG_ACME_FULL_STATUS 507 /* a PUT over the table's capacity */
 
 /* Whether an admin request-target belongs to /acme ("/acme", "/acme/...", "/acme?..."). */
 int wsg_acme_admin_target(const char *target, size_t len);

@@ -308,6 +308,48 @@ test('HTTP-01 on listen_http: key authorization, 404, 308, 400, 431', T, async (
   assert.equal(await metric('wsgate_http_redirects_total'), redirects0 + 3);
 });
 
+test('listen_http holds at most 256 connections; beyond, new ones are closed at once', T, async () => {
+  const open = async () => {
+    const sock = net.connect({ host: '127.0.0.1', port: httpPort });
+    await new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
+    return sock;
+  };
+  /** Resolves 'closed' when the gateway ends the connection without a byte, 'open' after ms. */
+  const fate = (sock, ms) => new Promise((resolve) => {
+    let got = 0;
+    const t = setTimeout(() => resolve(got ? 'data' : 'open'), ms);
+    sock.on('data', (d) => { got += d.length; });
+    sock.once('close', () => { clearTimeout(t); resolve(got ? 'data' : 'closed'); });
+    sock.on('error', () => {});
+  });
+  const held = [];
+  try {
+    for (let i = 0; i < 256; i++) held.push(await open());
+    await sleep(200); // every one accepted and counted
+    const extra = await open();
+    assert.equal(await fate(extra, 2000), 'closed', 'the 257th connection was not closed');
+    // the open ones are still served: one of them asks for a redirect
+    held[0].write('GET /x HTTP/1.1\r\nHost: acme.test\r\n\r\n');
+    const answer = await new Promise((resolve) => {
+      let buf = '';
+      held[0].on('data', (d) => { buf += d; });
+      held[0].once('close', () => resolve(buf));
+    });
+    assert.match(answer, /^HTTP\/1\.1 308 /);
+    // once some are gone, new connections are served again
+    for (const s of held.splice(0, 10)) s.destroy();
+    await sleep(200);
+    const again = await plain(httpPort, 'GET /y HTTP/1.1\r\nHost: acme.test\r\n\r\n');
+    assert.equal(again.status, 308);
+    // the TLS listener never noticed
+    const hs = await handshake('acme.test', ['http/1.1']);
+    assert.equal(hs.alpn, 'http/1.1');
+    hs.sock.destroy();
+  } finally {
+    for (const s of held) s.destroy();
+  }
+});
+
 test('WebSockets keep echoing while challenges come and go', T, async () => {
   const N = 6;
   const socks = [];

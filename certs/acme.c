@@ -509,10 +509,6 @@ static int account_key(struct acme *a, char path[4200])
         int dlen = slash != NULL ? (int)(slash - a->o->dest_cert) : 1;
         snprintf(path, 4200, "%.*s/acme-account.key", dlen, slash != NULL ? a->o->dest_cert : ".");
     }
-    if (wsg_acme_key_init(&a->account, why) != 0) {
-        say_err(a, "%s", why);
-        return -1;
-    }
     size_t len;
     char *pem = read_file(path, &len);
     if (pem != NULL) {
@@ -613,7 +609,7 @@ static int authorize(struct acme *a, const char *url)
     const char *name = wsg_certs_json_str(wsg_certs_json_get(id, "value"));
     const char *type = a->o->http01 ? "http-01" : "tls-alpn-01";
     const struct wsg_certs_json *chs = wsg_certs_json_get(z, "challenges"), *ch = NULL;
-    char *body = NULL, path[300], chal_url[1024];
+    char path[300], chal_url[1024];
     if (st != NULL && strcmp(st, "valid") == 0) {
         fprintf(a->out, "authorization: %s already valid\n", name != NULL ? name : url);
         rc = 0;
@@ -695,7 +691,6 @@ static int authorize(struct acme *a, const char *url)
 forget:
     gateway_forget(a, path);
 out:
-    free(body);
     wsg_certs_json_free(z);
     return rc;
 }
@@ -747,7 +742,7 @@ static char *order(struct acme *a, struct wsg_acme_key *certkey)
     }
 
     char why[WSG_ERRLEN];
-    if (wsg_acme_key_init(certkey, why) != 0 || wsg_acme_key_generate(certkey, why) != 0) {
+    if (wsg_acme_key_generate(certkey, why) != 0) {
         say_err(a, "certificate key: %s", why);
         goto out;
     }
@@ -829,13 +824,18 @@ static int acme_run(const struct acme_opts *o, FILE *out, FILE *err)
         return WSG_CERTS_BAD;
     a->o = o, a->out = out, a->err = err;
     struct wsg_acme_key certkey;
-    int certkey_live = 0, status = WSG_CERTS_BAD;
+    int keys_live = 0, status = WSG_CERTS_BAD;
     char why[WSG_ERRLEN], path[4200];
-    mbedtls_pk_init(&a->account.pk);
-    mbedtls_ctr_drbg_init(&a->account.drbg);
-    mbedtls_entropy_init(&a->account.entropy);
     if (still_fresh(a)) {
         status = WSG_CERTS_OK;
+        goto done;
+    }
+    /* both keys' contexts are set up (and so must be freed) whether or not seeding succeeds */
+    int seeded = wsg_acme_key_init(&a->account, why) == 0;
+    seeded &= wsg_acme_key_init(&certkey, why) == 0;
+    keys_live = 1;
+    if (!seeded) {
+        say_err(a, "%s", why);
         goto done;
     }
     if (wsg_https_init(&a->https, o->ca, o->timeout_ms, why) != 0) {
@@ -844,8 +844,6 @@ static int acme_run(const struct acme_opts *o, FILE *out, FILE *err)
         goto done;
     }
     if (account_key(a, path) == 0 && directory_and_account(a) == 0) {
-        memset(&certkey, 0, sizeof(certkey));
-        certkey_live = 1;
         char *chain = order(a, &certkey);
         gateway_forget(a, NULL); /* whatever is still held, however the order ended */
         if (chain != NULL)
@@ -856,9 +854,10 @@ static int acme_run(const struct acme_opts *o, FILE *out, FILE *err)
     }
     wsg_https_free(&a->https);
 done:
-    if (certkey_live)
+    if (keys_live) {
         wsg_acme_key_free(&certkey);
-    wsg_acme_key_free(&a->account);
+        wsg_acme_key_free(&a->account);
+    }
     free(a);
     return status;
 }

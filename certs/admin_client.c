@@ -18,6 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <mbedtls/ssl.h>
+
 #define RESPONSE_MAX (4u << 20)
 
 static void set_timeouts(int fd, int timeout_ms)
@@ -249,4 +251,32 @@ void wsg_certs_http_free(struct wsg_certs_http *res)
     free(res->body);
     res->body = NULL;
     res->len = 0;
+}
+
+/* ---- mbedTLS over a blocking socket (probe.c, https.c); its timeouts come from wsg_certs_connect ---- */
+
+int wsg_certs_bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    int fd = *(int *)ctx;
+    for (;;) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return (int)n;
+        if (errno != EINTR)
+            return errno == EAGAIN ? MBEDTLS_ERR_SSL_TIMEOUT : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+    }
+}
+
+int wsg_certs_bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    int fd = *(int *)ctx;
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n > 0)
+            return (int)n;
+        if (n == 0)
+            return MBEDTLS_ERR_SSL_CONN_EOF;
+        if (errno != EINTR)
+            return errno == EAGAIN ? MBEDTLS_ERR_SSL_TIMEOUT : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+    }
 }

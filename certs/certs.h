@@ -119,6 +119,10 @@ int wsg_certs_admin_request(const char *admin, const char *method, const char *p
 int wsg_certs_admin_send(const char *admin, const char *method, const char *path, const void *body,
                          size_t blen, int timeout_ms, struct wsg_certs_http *res, char err[WSG_ERRLEN]);
 void wsg_certs_http_free(struct wsg_certs_http *res);
+/* mbedTLS's send and receive callbacks over a blocking socket (ctx: the int fd); a timeout of the
+ * socket (SO_SNDTIMEO / SO_RCVTIMEO, set by wsg_certs_connect) is MBEDTLS_ERR_SSL_TIMEOUT. */
+int wsg_certs_bio_send(void *ctx, const unsigned char *buf, size_t len);
+int wsg_certs_bio_recv(void *ctx, unsigned char *buf, size_t len);
 
 /* ---- json.c: a strict JSON reader (RFC 8259) for the admin endpoint's and ACME servers' answers ---- */
 

@@ -11,15 +11,12 @@
  */
 #include "certs/acme.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <mbedtls/error.h>
-#include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl.h>
 #include <psa/crypto.h>
 
@@ -253,32 +250,6 @@ int wsg_https_url(const char *url, char host[256], char hostport[300], const cha
 
 /* ---- the client ---- */
 
-static int bio_send(void *ctx, const unsigned char *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    for (;;) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return (int)n;
-        if (errno != EINTR)
-            return errno == EAGAIN ? MBEDTLS_ERR_SSL_TIMEOUT : MBEDTLS_ERR_NET_SEND_FAILED;
-    }
-}
-
-static int bio_recv(void *ctx, unsigned char *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    for (;;) {
-        ssize_t n = recv(fd, buf, len, 0);
-        if (n > 0)
-            return (int)n;
-        if (n == 0)
-            return MBEDTLS_ERR_SSL_CONN_EOF;
-        if (errno != EINTR)
-            return errno == EAGAIN ? MBEDTLS_ERR_SSL_TIMEOUT : MBEDTLS_ERR_NET_RECV_FAILED;
-    }
-}
-
 int wsg_https_init(struct wsg_https *h, const char *ca_path, int timeout_ms, char err[WSG_ERRLEN])
 {
     static const unsigned char pers[] = "wsgate-certs acme https";
@@ -355,7 +326,7 @@ int wsg_https_request(struct wsg_https *h, const char *method, const char *url, 
         goto mbed_fail;
     if ((fd = wsg_certs_connect(hostport, 0, h->timeout_ms, err)) < 0)
         goto out;
-    mbedtls_ssl_set_bio(&ssl, &fd, bio_send, bio_recv, NULL);
+    mbedtls_ssl_set_bio(&ssl, &fd, wsg_certs_bio_send, wsg_certs_bio_recv, NULL);
     step = "handshake";
     do
         ret = mbedtls_ssl_handshake(&ssl);

@@ -6,7 +6,6 @@
 #include "certs/certs.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,32 +17,6 @@
 #include <psa/crypto.h>
 
 #include "tls/tls.h"
-
-static int bio_send(void *ctx, const unsigned char *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    for (;;) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return (int)n;
-        if (errno != EINTR)
-            return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-    }
-}
-
-static int bio_recv(void *ctx, unsigned char *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    for (;;) {
-        ssize_t n = recv(fd, buf, len, 0);
-        if (n > 0)
-            return (int)n;
-        if (n == 0)
-            return MBEDTLS_ERR_SSL_CONN_EOF;
-        if (errno != EINTR)
-            return errno == EAGAIN ? MBEDTLS_ERR_SSL_TIMEOUT : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-    }
-}
 
 static int is_ip(const char *s)
 {
@@ -85,7 +58,7 @@ int wsg_certs_probe(const char *addr, const char *sni, int timeout_ms, char sha2
         goto mbed_fail;
     if ((fd = wsg_certs_connect(addr, 0, timeout_ms, err)) < 0)
         goto out;
-    mbedtls_ssl_set_bio(&ssl, &fd, bio_send, bio_recv, NULL);
+    mbedtls_ssl_set_bio(&ssl, &fd, wsg_certs_bio_send, wsg_certs_bio_recv, NULL);
     step = "handshake";
     do
         ret = mbedtls_ssl_handshake(&ssl);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
   startGateway, startHttpEcho, startBlackHole, freePort, tlsConnect, Reader, readResponse, rawRequest,
-  httpsRequest, cleanup, sleep, loopbackAddresses, mapLimit, bigBody,
+  httpsRequest, cleanup, sleep, loopbackAddresses, mapLimit, bigBody, tcpAccepts,
 } from './lib.mjs';
 
 let gw, echo;
@@ -209,8 +209,20 @@ test('smuggling: Transfer-Encoding with a space before the colon is not forwarde
 // ------------------------------------------------------------------------------------------
 // Upstream failures
 
+// Upstreams that nothing listens on: ports below 1024 on loopback, which no test server and no
+// ephemeral port (the kernel's range starts far above) can take. A port freePort() found free
+// could be bound by a parallel test file (or be a connection's own source port) a moment later.
+const DEAD1 = '127.0.0.1:1', DEAD2 = '127.0.0.1:9';
+async function assertDead() {
+  for (const d of [DEAD1, DEAD2]) {
+    const [host, port] = d.split(':');
+    assert.equal(await tcpAccepts(Number(port), host), false, `${d} accepts connections: the dead upstreams are not dead here`);
+  }
+}
+
 test('502 when no upstream accepts a connection', T, async () => {
-  const dead1 = await freePort(), dead2 = await freePort();
+  await assertDead();
+  const [dead1, dead2] = [DEAD1.split(':')[1], DEAD2.split(':')[1]];
   const g = await startGateway(['--upstream', `127.0.0.1:${dead1}`, '--upstream', `127.0.0.1:${dead2}`, '--connect_timeout', '1s']);
   const t0 = Date.now();
   const res = await rawRequest(g.port, 'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n', { ms: 8000 });
@@ -232,8 +244,8 @@ test('504 when the upstream never answers (upstream_timeout)', T, async () => {
 });
 
 test('a refused connect retries the next-ranked upstream (no client sees an error)', T, async () => {
-  const dead = await freePort();
-  const g = await startGateway(['--upstream', `127.0.0.1:${dead}`, '--upstream', echo.addr, '--upstream', `127.0.0.1:${await freePort()}`]);
+  await assertDead();
+  const g = await startGateway(['--upstream', DEAD1, '--upstream', echo.addr, '--upstream', DEAD2]);
   const addrs = loopbackAddresses(24, 7);
   const res = await mapLimit(addrs, 6, (a) => httpsRequest(g.port, { path: `/retry/${a}`, localAddress: a }));
   assert.deepEqual(res.map((r) => r.status), addrs.map(() => 200));

@@ -71,7 +71,9 @@ async function settle(want) {
 
 before(async () => {
   echo = await startWsEcho();
-  const dead = await freePort(); // nothing listens: the upstream table shows its failures
+  // nothing listens there: ports below 1024 are never handed out as a test's free port (a port
+  // freePort() released could be the next freePort()'s, e.g. the admin's)
+  const dead = 9;
   adminPort = await freePort();
   gw = await startGateway(['--upstream', echo.addr, '--upstream', `127.0.0.1:${dead}`, '--workers', '2',
     '--admin', `127.0.0.1:${adminPort}`, '--client_max_frame', '1k']);

@@ -7,13 +7,13 @@
 #include "gateway/acme.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/http1.h"
 #include "gateway/log.h"
 #include "tls/tls.h"
@@ -429,50 +429,24 @@ static void on_http_accept(EV_P_ ev_io *io, int revents)
     }
 }
 
-/* "host:port", "[v6]:port" or ":port" (the `listen` syntax, checked by the config) -> socket. */
+/* One listen_http address (the `listen` syntax, checked by the config) -> a listening socket. */
 static int bind_one(const char *spec, char err[WSG_ERRLEN])
 {
-    char host[128] = "";
-    const char *port;
-    if (spec[0] == '[') {
-        const char *end = strchr(spec, ']');
-        if (end == NULL || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof(host))
-            goto bad;
-        memcpy(host, spec + 1, (size_t)(end - spec - 1));
-        port = end + 2;
-    } else {
-        const char *colon = strrchr(spec, ':');
-        if (colon == NULL || (size_t)(colon - spec) >= sizeof(host))
-            goto bad;
-        memcpy(host, spec, (size_t)(colon - spec));
-        host[colon - spec] = '\0';
-        port = colon + 1;
-    }
-    if (strcmp(host, "*") == 0)
-        host[0] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
-                    *res;
-    int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (r != 0) {
-        snprintf(err, WSG_ERRLEN, "listen_http %s: %s", spec, gai_strerror(r));
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (wsg_listen_addr("listen_http", spec, &ss, &len, err) != 0)
         return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 256) != 0) {
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 256) != 0) {
         snprintf(err, WSG_ERRLEN, "listen_http %s: %s", spec, strerror(errno));
         if (fd >= 0)
             close(fd);
-        freeaddrinfo(res);
         return -1;
     }
-    freeaddrinfo(res);
     return fd;
-bad:
-    snprintf(err, WSG_ERRLEN, "listen_http %s: expected host:port", spec);
-    return -1;
 }
 
 int wsg_acme_http_start(struct ev_loop *loop, const struct wsg_cfg *cfg, char err[WSG_ERRLEN])

@@ -72,6 +72,10 @@ struct wsg_worker {
     struct wsg_metrics m; /* written by this worker only; summed by the admin endpoint */
 };
 
+/* "host:port", "[v6]:port", ":port" or "*:port" (the listen syntax) -> a passive sockaddr; what
+ * ("listen", "listen_http") names the setting in err. @return 0 or -1 with err. */
+int wsg_listen_addr(const char *what, const char *spec, struct sockaddr_storage *ss, socklen_t *len,
+                    char err[WSG_ERRLEN]);
 /* Creates the listening sockets for every listen address (SO_REUSEPORT) for one worker.
  * @return 0 or -1 with err naming the address. Called from the main thread at boot. */
 int wsg_worker_listen(struct wsg_worker *w, const struct wsg_cfg *cfg, char err[WSG_ERRLEN]);

@@ -19,8 +19,8 @@
 #include "frames/ws.h"
 #include "tls/tls.h"
 
-/* "host:port", "[v6]:port" or ":port" -> sockaddr. */
-static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char err[WSG_ERRLEN])
+int wsg_listen_addr(const char *what, const char *spec, struct sockaddr_storage *ss, socklen_t *len,
+                    char err[WSG_ERRLEN])
 {
     char host[128] = "";
     const char *port;
@@ -42,7 +42,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
                     *res;
     int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (r != 0) {
-        snprintf(err, WSG_ERRLEN, "listen %s: %s", spec, gai_strerror(r));
+        snprintf(err, WSG_ERRLEN, "%s %s: %s", what, spec, gai_strerror(r));
         return -1;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
@@ -50,7 +50,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
     freeaddrinfo(res);
     return 0;
 bad:
-    snprintf(err, WSG_ERRLEN, "listen %s: expected host:port", spec);
+    snprintf(err, WSG_ERRLEN, "%s %s: expected host:port", what, spec);
     return -1;
 }
 
@@ -60,7 +60,7 @@ int wsg_worker_listen(struct wsg_worker *w, const struct wsg_cfg *cfg, char err[
     for (unsigned i = 0; i < cfg->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
-        if (parse_listen(cfg->listen[i], &ss, &len, err) != 0)
+        if (wsg_listen_addr("listen", cfg->listen[i], &ss, &len, err) != 0)
             return -1;
         int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {

@@ -907,27 +907,18 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
             return -1;
         }
         strcpy(slot, v);
-    } else if (st->type == T_HTTP_LISTEN) {
-        const char *why = strlen(v) >= elsize            ? "is too long"
-                          : v[strcspn(v, " \t")] != '\0' ? "has more than an address (no options here)"
-                                                         : check_hostport(v, 1);
-        if (why != NULL) {
-            wsg_cfg_fail(err, file, line, st->name, "\"%s\" %s", v, why);
-            return -1;
-        }
-        for (unsigned i = 0; i < *count; i++)
-            if (strcmp(base + (size_t)i * elsize, v) == 0) {
-                wsg_cfg_fail(err, file, line, st->name, "\"%s\" is given twice", v);
-                return -1;
-            }
-        strcpy(slot, v);
-    } else if (st->type == T_LISTEN) {
-        /* "ADDR [proxy_protocol]" (nginx's listen parameter) */
+    } else if (st->type == T_LISTEN || st->type == T_HTTP_LISTEN) {
+        /* "ADDR [proxy_protocol]" (nginx's listen parameter); listen_http takes no option */
+        int http = st->type == T_HTTP_LISTEN, proxy = 0;
         char *opt = v + strcspn(v, " \t");
-        int proxy = 0;
-        char whole[256];
-        snprintf(whole, sizeof(whole), "%.200s", v);
-        if (*opt != '\0') {
+        const char *why = NULL;
+        if (http) {
+            why = strlen(v) >= elsize ? "is too long"
+                  : *opt != '\0'      ? "has more than an address (no options here)"
+                                      : NULL;
+        } else if (*opt != '\0') {
+            char whole[256];
+            snprintf(whole, sizeof(whole), "%.200s", v);
             *opt++ = '\0';
             while (wsg_cfg_is_space(*opt))
                 opt++;
@@ -942,8 +933,8 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
             }
             proxy = 1;
         }
-        c->listen_proxy[*count] = (unsigned char)proxy;
-        const char *why = strlen(v) >= elsize ? "is too long" : check_hostport(v, 1);
+        if (why == NULL)
+            why = strlen(v) >= elsize ? "is too long" : check_hostport(v, 1);
         if (why != NULL) {
             wsg_cfg_fail(err, file, line, st->name, "\"%s\" %s", v, why);
             return -1;
@@ -953,6 +944,8 @@ static int set_list(struct wsg_cfg *c, struct wsg_cfg_route *r, const struct set
                 wsg_cfg_fail(err, file, line, st->name, "\"%s\" is given twice", v);
                 return -1;
             }
+        if (!http)
+            c->listen_proxy[*count] = (unsigned char)proxy;
         strcpy(slot, v);
     } else { /* T_UPSTREAM: "host:port [weight=N]" */
         struct wsg_cfg_upstream *up = (struct wsg_cfg_upstream *)(void *)slot;

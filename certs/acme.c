@@ -631,8 +631,7 @@ static int authorize(struct acme *a, const char *url)
         goto out;
     }
     size_t tlen = strlen(token);
-    if (tlen == 0 || tlen > 128 ||
-        strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != tlen) {
+    if (tlen > 128 || !wsg_b64url_chars(token, tlen)) {
         say_err(a, "authorization for %s: the challenge token is not base64url (RFC 8555 section 8.1)", name);
         goto out;
     }

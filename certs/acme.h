@@ -15,17 +15,13 @@
 #include <mbedtls/x509_crt.h>
 
 #include "certs/certs.h"
+#include "policies/base/b64url.h"
 
 /* ---- jws.c ---- */
 
-/* data as base64url without padding, malloc'd and NUL-terminated; NULL when out of memory. */
+/* data as base64url without padding, malloc'd and NUL-terminated; NULL when out of memory.
+ * (wsg_b64url_encode and the strict wsg_b64url_decode are policies/base/b64url.h.) */
 char *wsg_b64url(const void *data, size_t len);
-/**
- * Decodes base64url without padding, strictly: only the URL-safe alphabet, no '=', no whitespace,
- * a length that is not 1 modulo 4, and zero bits after the last byte (one spelling per value).
- * @return the number of bytes written to out, or -1 (malformed, or more than cap bytes).
- */
-long wsg_b64url_decode(const char *s, size_t len, unsigned char *out, size_t cap);
 
 enum { WSG_JWK_MAX = 160, WSG_THUMBPRINT_LEN = 43 };
 

@@ -19,75 +19,12 @@
 #include <mbedtls/sha256.h>
 #include <psa/crypto.h>
 
-static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 char *wsg_b64url(const void *data, size_t len)
 {
-    const unsigned char *in = data;
-    char *out = malloc(len / 3 * 4 + 4 + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        *o++ = b64url_alphabet[v >> 18];
-        *o++ = b64url_alphabet[(v >> 12) & 63];
-        *o++ = b64url_alphabet[(v >> 6) & 63];
-        *o++ = b64url_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        *o++ = b64url_alphabet[v >> 18];
-        *o++ = b64url_alphabet[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        *o++ = b64url_alphabet[v >> 18];
-        *o++ = b64url_alphabet[(v >> 12) & 63];
-        *o++ = b64url_alphabet[(v >> 6) & 63];
-    }
-    *o = '\0';
+    char *out = malloc(WSG_B64URL_LEN(len) + 1);
+    if (out != NULL)
+        wsg_b64url_encode(data, len, out);
     return out;
-}
-
-static int b64url_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-long wsg_b64url_decode(const char *s, size_t len, unsigned char *out, size_t cap)
-{
-    if (len % 4 == 1)
-        return -1;
-    size_t need = len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);
-    if (need > cap)
-        return -1;
-    unsigned acc = 0, bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value(s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6 | (unsigned)v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    /* the bits left over must be zero: "QQ" is the only spelling of "A" */
-    if ((acc & ((1u << bits) - 1)) != 0)
-        return -1;
-    return (long)o;
 }
 
 static void mbed_err(char err[WSG_ERRLEN], const char *what, int ret)
@@ -276,20 +213,10 @@ int wsg_jws_es256_verify(struct wsg_acme_key *k, const void *input, size_t len, 
     return rc;
 }
 
-static int is_b64url(const char *s)
-{
-    if (*s == '\0')
-        return 0;
-    for (; *s != '\0'; s++)
-        if (b64url_value(*s) < 0)
-            return 0;
-    return 1;
-}
-
 char *wsg_jws_acme(struct wsg_acme_key *k, const char *kid, const char *nonce, const char *url,
                    const char *payload)
 {
-    if (nonce == NULL || !is_b64url(nonce) || url == NULL || k->jwk[0] == '\0')
+    if (nonce == NULL || !wsg_b64url_chars(nonce, strlen(nonce)) || url == NULL || k->jwk[0] == '\0')
         return NULL;
     char *qurl = wsg_certs_json_quote(url), *qkid = kid != NULL ? wsg_certs_json_quote(kid) : NULL;
     char *header = NULL, *prot = NULL, *pay = NULL, *input = NULL, *sigb = NULL, *out = NULL;

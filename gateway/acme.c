@@ -16,6 +16,7 @@
 #include "gateway/conn.h"
 #include "gateway/http1.h"
 #include "gateway/log.h"
+#include "policies/base/b64url.h"
 #include "tls/tls.h"
 
 /* ---- the HTTP-01 table (main thread only) ---- */
@@ -53,15 +54,7 @@ static struct http01 *http01_find(const char *token, size_t len)
 /* base64url alphabet only (RFC 8555 section 8.3: the token's characters), 1..128 bytes */
 static int token_ok(const char *s, size_t len)
 {
-    if (len == 0 || len > WSG_ACME_TOKEN_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-              c == '-'))
-            return 0;
-    }
-    return 1;
+    return len <= WSG_ACME_TOKEN_MAX && wsg_b64url_chars(s, len);
 }
 
 /* A DNS name: letters, digits, '-' and '.', 1..253 bytes, labels 1..63 not starting or ending

@@ -6,13 +6,14 @@
 
 #include <string.h>
 
+#include "policies/base/b64url.h"
 #include "tls/tls.h"
 
 #define AFF_DATA 12 /* peer id 8 + expiry 4 */
 #define AFF_MAC 16
 #define AFF_RAW (AFF_DATA + AFF_MAC)
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+_Static_assert(WSG_AFF_TOKEN_LEN == WSG_B64URL_LEN(AFF_RAW),
+               "a token is the unpadded base64url of AFF_RAW bytes");
 
 uint64_t wsg_affinity_peer_id(const char *name)
 {
@@ -38,34 +39,13 @@ static void mac(const uint8_t key[WSG_AFF_KEY_LEN], const uint8_t data[AFF_DATA]
 void wsg_affinity_make(const uint8_t key[WSG_AFF_KEY_LEN], uint64_t peer_id, uint32_t expires,
                        char out[WSG_AFF_TOKEN_LEN + 1])
 {
-    uint8_t raw[AFF_RAW + 2] = {0}; /* two bytes of zero padding for the last group */
+    uint8_t raw[AFF_RAW];
     for (int i = 0; i < 8; i++)
         raw[i] = (uint8_t)(peer_id >> (56 - 8 * i));
     for (int i = 0; i < 4; i++)
         raw[8 + i] = (uint8_t)(expires >> (24 - 8 * i));
     mac(key, raw, raw + AFF_DATA);
-    size_t o = 0;
-    for (size_t i = 0; i < AFF_RAW; i += 3) {
-        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
-        for (int k = 0; k < 4 && o < WSG_AFF_TOKEN_LEN; k++)
-            out[o++] = b64url[(v >> (18 - 6 * k)) & 63];
-    }
-    out[o] = '\0';
-}
-
-static int b64url_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    wsg_b64url_encode(raw, AFF_RAW, out);
 }
 
 /* One candidate value: exactly WSG_AFF_TOKEN_LEN base64url characters whose unused low bits are 0
@@ -75,23 +55,8 @@ static enum wsg_aff_result check_token(const uint8_t key[WSG_AFF_KEY_LEN], const
 {
     if (len != WSG_AFF_TOKEN_LEN)
         return WSG_AFF_FORGED;
-    uint8_t raw[AFF_RAW + 2];
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int d = b64url_val((unsigned char)v[i]);
-        if (d < 0)
-            return WSG_AFF_FORGED;
-        acc = acc << 6 | (uint32_t)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            raw[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (o != AFF_RAW || acc != 0)
+    uint8_t raw[AFF_RAW];
+    if (wsg_b64url_decode(v, len, raw, sizeof(raw)) != AFF_RAW)
         return WSG_AFF_FORGED;
     uint8_t want[AFF_MAC];
     mac(key, raw, want);

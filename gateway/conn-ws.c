@@ -99,6 +99,23 @@ static void ws_arm_timer(struct wsg_conn *c)
     }
 }
 
+/* A client frame (or inflated slice) over a rate rule: rate_action close refuses it with 1008,
+ * throttle holds it (TCP pushes back on the client) until `until`, when the tokens are there. */
+static int over_rate(struct wsg_conn *c, enum wsg_policy_rule rule, const char *why, double until,
+                     const char **reason)
+{
+    if (c->pol->rate_action == WSG_RATE_CLOSE) {
+        wsg_conn_policy_hit(c, rule, 0, why);
+        *reason = why;
+        return 1008;
+    }
+    if (!c->throttle_until)
+        wsg_conn_policy_hit(c, WSG_PR_THROTTLED, 0, why);
+    c->throttle_until = until;
+    ws_arm_timer(c);
+    return WSG_AGAIN;
+}
+
 /* The client's frames: counted, then held (throttle) or refused (close) by the rate rules. */
 static int admit_c2u(void *ctx, const struct wsg_ws_frame_info *fi, const char **reason)
 {
@@ -145,17 +162,7 @@ static int admit_c2u(void *ctx, const struct wsg_ws_frame_info *fi, const char *
                       : rule == WSG_PR_RATE_BYTES
                           ? "byte rate limit (rate_bytes)"
                           : "per-address rate limit (ip_rate_messages, ip_rate_bytes)";
-    if (p->rate_action == WSG_RATE_CLOSE) {
-        wsg_conn_policy_hit(c, rule, 0, why);
-        *reason = why;
-        return 1008;
-    }
-    /* throttle: hold the frame (TCP pushes back on the client) until the tokens are there */
-    if (!c->throttle_until)
-        wsg_conn_policy_hit(c, WSG_PR_THROTTLED, 0, why);
-    c->throttle_until = now + wait;
-    ws_arm_timer(c);
-    return WSG_AGAIN;
+    return over_rate(c, rule, why, now + wait, reason);
 }
 
 /* Bytes one direction of a connection may inflate per event-loop turn (about a millisecond of
@@ -191,19 +198,9 @@ static int inflate_c2u(void *ctx, uint64_t n, const char **reason)
     if (p->conn_inflate.rate > 0) {
         double now = now_of(c);
         double wait = wsg_bucket_charge(&c->b_inflate, &p->conn_inflate, (double)n, now);
-        if (wait > 0) {
-            const char *why = "inflate rate limit (rate_inflate_bytes)";
-            if (p->rate_action == WSG_RATE_CLOSE) {
-                wsg_conn_policy_hit(c, WSG_PR_RATE_INFLATE, 0, why);
-                *reason = why;
-                return 1008;
-            }
-            if (!c->throttle_until)
-                wsg_conn_policy_hit(c, WSG_PR_THROTTLED, 0, why);
-            c->throttle_until = now + wait;
-            ws_arm_timer(c);
-            return WSG_AGAIN;
-        }
+        if (wait > 0)
+            return over_rate(c, WSG_PR_RATE_INFLATE, "inflate rate limit (rate_inflate_bytes)", now + wait,
+                             reason);
     }
     return inflate_turn(c, 0, n);
 }
